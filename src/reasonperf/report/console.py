@@ -1,0 +1,94 @@
+"""The console summary: the numbers a user reads first, from summary.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+LATENCY_ROWS = (
+    "ttft", "ttfvt", "thinking_s", "e2e", "client_queue_s", "tpot",
+    "reasoning_tpot", "answer_tpot", "itl",
+)
+
+
+def _f(v: Any, unit: str = "", digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}{unit}"
+    return f"{v}{unit}"
+
+
+def _ms(v: Any) -> str:
+    return "-" if v is None else f"{v * 1000:,.1f}"
+
+
+def render_summary(summary: dict[str, Any], console: Console, run_dir: str | None = None) -> None:
+    run = summary.get("run", {})
+    req = summary["requests"]
+    title = f"{run.get('name') or 'run'} · {run.get('model') or '?'} · {run.get('workload')} · {run.get('arrival')}"
+    console.print(f"[bold]{title}[/bold]")
+    console.print(
+        f"requests {req['total']} · ok {req['ok']} · errors {req['errors']} "
+        f"{req['error_types'] or ''} · finish {req['finish_reasons']}"
+    )
+
+    lat = Table(title="latency per request (ms)", show_edge=False)
+    for col in ("metric", "n", "mean", "p50", "p90", "p95", "p99", "max"):
+        lat.add_column(col, justify="right" if col != "metric" else "left")
+    for name in LATENCY_ROWS:
+        d = summary["latency"].get(name)
+        if not d or not d.get("count"):
+            continue
+        lat.add_row(name, str(d["count"]), *(_ms(d.get(k)) for k in ("mean", "p50", "p90", "p95", "p99", "max")))
+    console.print(lat)
+
+    tp = summary["throughput"]
+    tok = summary["tokens"]
+    t = Table(title="throughput and tokens", show_header=False, show_edge=False)
+    t.add_column("k")
+    t.add_column("v", justify="right")
+    t.add_row("window (s)", _f(tp.get("window_s"), digits=2))
+    t.add_row("requests/s", _f(tp.get("request_throughput")))
+    t.add_row("output tok/s", _f(tp.get("output_tps"), digits=1))
+    t.add_row("visible (answer) tok/s", _f(tp.get("visible_tps"), digits=1))
+    t.add_row("paper-compatible tok/s", _f(tp.get("paper_tps"), digits=1))
+    if "goodput" in tp:
+        t.add_row(f"goodput req/s (SLO {tp['slo']})", _f(tp.get("goodput")))
+        t.add_row("SLO attainment", _f(tp.get("slo_attainment")))
+        if "correct_goodput" in tp:
+            t.add_row("correct goodput req/s", _f(tp.get("correct_goodput")))
+    t.add_row("tokens prompt / completion", f"{tok.get('prompt')} / {tok.get('completion')}")
+    t.add_row("tokens reasoning / answer", f"{tok.get('reasoning')} / {tok.get('answer')}")
+    t.add_row("token count source", str(tok.get("count_source")))
+    chk = tok.get("check", {})
+    t.add_row("reasoning+answer = completion", "ok" if not chk.get("mismatches") else f"{chk['mismatches']} mismatches")
+    console.print(t)
+
+    srv = summary.get("server") or {}
+    if any(v is not None for v in srv.values()):
+        s = Table(title="server (engine /metrics)", show_header=False, show_edge=False)
+        s.add_column("k")
+        s.add_column("v", justify="right")
+        for k, v in srv.items():
+            if v is not None and not isinstance(v, (dict, list)):
+                s.add_row(k, _f(v))
+        console.print(s)
+
+    acc = summary.get("accuracy")
+    if acc:
+        a = acc["overall"]
+        n = a["n_min"] if a["n_min"] == a["n_max"] else f"{a['n_min']}-{a['n_max']}"
+        line = (
+            f"accuracy avg@{n}: {_f(a['avg_at_n'])} ± {_f(a['se'])} "
+            f"(standard error over {a['n_problems']} problems, {a['n_samples']} samples)"
+        )
+        extra = f"cons@n {_f(a['cons_at_n'])} · pass@k {a['pass_at_k']} · truncated {_f(a['truncation_rate'])} · no answer extracted {_f(a['extraction_failure_rate'])}"
+        console.print(f"[bold]{line}[/bold]")
+        console.print(extra)
+    for w in summary.get("warnings") or []:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    if run_dir:
+        console.print(f"run directory: {run_dir}")

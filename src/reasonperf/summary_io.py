@@ -1,0 +1,79 @@
+"""Build summary.json for a stored run: client metrics + server section + accuracy.
+
+A pure function of the run directory, so ``reasonperf summary`` and ``reasonperf grade``
+recompute it without the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from reasonperf.metrics.server import server_summary
+from reasonperf.metrics.summary import summarize
+from reasonperf.records import REQUEST_SCHEMA
+from reasonperf.store import RUN_JSON, RunStore
+
+SUMMARY_JSON = "summary.json"
+
+
+def write_summary(store: RunStore, *, grade: bool = False) -> dict[str, Any]:
+    info = store.read_json(RUN_JSON) or {}
+    spec = info.get("spec", {})
+    if grade:
+        grade_store(store)
+    requests = store.table("requests")
+    chunks = store.table("chunks")
+    timeline = store.table("timeline")
+    summary = summarize(requests, chunks, slo=spec.get("slo") or {})
+    summary["run"] = {
+        "run_id": info.get("run_id"),
+        "name": info.get("name"),
+        "model": (info.get("engine") or {}).get("served_model"),
+        "engine": (info.get("engine") or {}).get("kind"),
+        "workload": spec.get("workload", {}).get("name"),
+        "arrival": spec.get("arrival", {}).get("name"),
+        "continuous_usage": info.get("continuous_usage"),
+    }
+    summary["server"] = server_summary(timeline, summary["tokens"]["completion"])
+    summary["accuracy"] = _accuracy(requests)
+    summary["warnings"] = list(info.get("warnings", []))
+    store.write_json(SUMMARY_JSON, summary)
+    return summary
+
+
+GRADE_COLUMNS = ("extracted_answer", "extraction_method", "correct", "truncated")
+
+
+def grade_store(store: RunStore) -> int:
+    """Grade every row that names a grader and rewrite the request table with the grade
+    columns. Deterministic: grading a run twice gives the same columns. Returns the
+    number of rows graded."""
+    from reasonperf.grading.grade_run import grade_rows
+
+    table = store.table("requests")
+    rows = table.to_pylist()
+    todo = [i for i, r in enumerate(rows) if r.get("grader") and r.get("status") == "ok"]
+    if not todo:
+        return 0
+    grades = grade_rows([rows[i] for i in todo])
+    for i, g in zip(todo, grades, strict=True):
+        rows[i].update({k: g[k] for k in GRADE_COLUMNS})
+    store.update_requests(pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA))
+    return len(todo)
+
+
+def _accuracy(requests: pa.Table) -> dict[str, Any] | None:
+    """avg@n with its standard error (over problems), pass@k, cons@n, overall and per
+    difficulty / domain / dataset, plus the joins that put accuracy next to cost."""
+    from reasonperf.grading import stats
+
+    rows = [r for r in requests.to_pylist() if r.get("correct") is not None]
+    if not rows:
+        return None
+    out = stats.summarize(rows)
+    out["tokens_per_correct"] = stats.tokens_per_correct(rows)
+    out["by_truncation"] = stats.accuracy_by_truncation(rows)
+    out["reasoning_tokens_by_correctness"] = stats.reasoning_tokens_by_correctness(rows)
+    return out

@@ -1,0 +1,48 @@
+from reasonperf.records import ChunkEvent, RequestRecord, TimelineSample
+from reasonperf.store import RunStore
+
+
+def _rec(rid: str, **kw) -> RequestRecord:
+    base = dict(request_id=rid, run_id="x", dataset="d", problem_id="p", sample_index=0,
+                sent_s=0.0, first_token_s=0.1, done_s=1.0, completion_tokens=10)
+    base.update(kw)
+    return RequestRecord(**base)
+
+
+def test_append_fold_and_read(tmp_path):
+    store = RunStore.create(tmp_path, "t e/st")
+    store.write_json("run.json", {"spec": {}})
+    store.append_request(_rec("a"), [ChunkEvent("a", 0.1, "reasoning", 2, 5), ChunkEvent("a", 0.2, "answer", None, 3)])
+    store.append_request(_rec("b", status="error", error_type="http_5xx"), [])
+    store.append_timeline([TimelineSample(0.0, "engine", "kv_cache_usage", 0.5)])
+    store.fold()
+    req = store.table("requests")
+    assert sorted(req.column("request_id").to_pylist()) == ["a", "b"]
+    ch = store.table("chunks")
+    assert ch.num_rows == 2 and ch.column("n_tokens").to_pylist() == [2, None]
+    assert store.table("timeline").column("value").to_pylist() == [0.5]
+    assert "t-e-st" in store.dir.name
+
+
+def test_torn_last_line_is_skipped_and_resume_ids(tmp_path):
+    store = RunStore.create(tmp_path, "r")
+    store.write_json("run.json", {})
+    store.append_request(_rec("a"), [])
+    store.append_request(_rec("b", status="error", error_type="cancelled"), [])
+    store.close()
+    with (store.dir / "requests.jsonl").open("ab") as fh:
+        fh.write(b'{"request_id": "c", "run_')  # killed mid-write
+    reopened = RunStore.open(store.dir)
+    assert reopened.finished_ids() == {"a"}  # cancelled attempts are resent, torn line ignored
+    reopened.append_request(_rec("b"), [])
+    rows = {r["request_id"]: r for r in reopened.request_rows()}
+    assert set(rows) == {"a", "b"} and rows["b"]["status"] == "ok"
+
+
+def test_open_rejects_non_run_dir(tmp_path):
+    import pytest
+
+    from reasonperf.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a reasonperf run directory"):
+        RunStore.open(tmp_path)
