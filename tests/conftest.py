@@ -29,3 +29,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
         [sys.executable, "-m", "reasonperf", *args],
         capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd,
     )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Real-engine tests last: the timing-sensitive fake-server tests then run before any
+    session engine exists to share the two cores with."""
+    items.sort(key=lambda item: item.get_closest_marker("engine") is not None)

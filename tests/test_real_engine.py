@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import time
+from pathlib import Path
 
 import aiohttp
 import pyarrow.parquet as pq
@@ -92,29 +93,67 @@ def test_scripted_reasoner_splits_reasoning_from_the_answer(tmp_path, vllm_tiny_
     assert {c["kind"] for c in chunks} == {"reasoning", "answer"}
 
 
-def test_small_kv_cache_saturates_queues_and_preempts(tmp_path, engine_test_models):
+def test_small_kv_cache_saturates_queues_preempts_and_compares_slower(
+    tmp_path, engine_test_models, vllm_tiny_random
+):
     """The study's saturation, made on purpose: 8 KV blocks of 128 tokens for 16
-    concurrent requests of ~450 tokens each."""
-    spec = load_run_spec({
-        "name": "saturate",
-        "out": str(tmp_path),
-        "engine": {"kind": "vllm", "model": str(engine_test_models["tiny-random"]),
-                   "max_model_len": 512, "num_gpu_blocks_override": 8},
+    concurrent requests of ~450 tokens each; then `reasonperf compare` against the same
+    load on a roomy KV cache reports the latency cost with a verdict."""
+    load = {
         "workload": {"name": "procedural", "limit": 16},
         "arrival": {"name": "concurrency", "concurrency": 16},
         "sampling": {"max_tokens": 400},
         "sample_interval_s": 0.1,
         "grade": False,
+    }
+    base = execute_run(_external_spec(tmp_path / "base", vllm_tiny_random, name="roomy-kv", **load))
+    spec = load_run_spec({
+        "name": "small-kv",
+        "out": str(tmp_path / "small"),
+        "engine": {"kind": "vllm", "model": str(engine_test_models["tiny-random"]),
+                   "max_model_len": 512, "num_gpu_blocks_override": 8},
+        **load,
     })
     res = execute_run(spec)
     srv = res.summary["server"]
     assert res.summary["requests"]["ok"] == 16
+    assert srv["preemptions"] > 0, srv  # a counter: robust to slow scrapes
     assert srv["kv_cache_usage_max"] >= 0.9, srv
     assert srv["requests_waiting_max"] > 0, srv
-    assert srv["preemptions"] > 0, srv
     engine = json.loads((res.run_dir / "run.json").read_text())["engine"]
     assert "--num-gpu-blocks-override" in engine["command"]
     assert (res.run_dir / "engine.log").exists()
+    assert base.summary["server"]["preemptions"] == 0
+
+    proc = run_cli("compare", str(base.run_dir), str(res.run_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    verdicts = {c["metric"]: c["verdict"] for c in json.loads(proc.stdout)["comparisons"][0]["metrics"]}
+    assert verdicts["e2e_p50"] == "slower", verdicts
+
+
+def test_compare_same_configuration_no_accuracy_difference(tmp_path, vllm_tiny_reasoner):
+    """Two runs of one configuration: accuracy is 'no significant difference'. The
+    scripted reasoner always answers 42; half the golds are 42."""
+    data = tmp_path / "half42.jsonl"
+    data.write_text("".join(
+        json.dumps({"question": f"What is {i} times 6 minus {i * 6 - (42 if i % 2 else 7)}?",
+                    "answer": str(42 if i % 2 else 7)}) + "\n"
+        for i in range(1, 13)
+    ))
+    runs = []
+    for name in ("a", "b"):
+        res = execute_run(_external_spec(tmp_path / name, vllm_tiny_reasoner, name=name,
+                                         workload={"name": str(data)}, sampling={"max_tokens": 64},
+                                         arrival={"name": "batch", "batch_size": 12}))
+        acc = res.summary["accuracy"]["overall"]
+        assert acc["avg_at_n"] == 0.5 and acc["n_problems"] == 12
+        runs.append(str(res.run_dir))
+    proc = run_cli("compare", *runs, "--json")
+    assert proc.returncode == 0, proc.stderr
+    verdicts = {c["metric"]: c["verdict"] for c in json.loads(proc.stdout)["comparisons"][0]["metrics"]}
+    assert verdicts["accuracy"] == "no significant difference", verdicts
+    table = run_cli("compare", *runs)
+    assert table.returncode == 0 and "no significant difference" in table.stdout
 
 
 def test_embedded_engine_run_from_the_cli_is_graded_and_stopped(tmp_path):
@@ -177,3 +216,32 @@ def test_engine_that_cannot_start_is_one_line_exit_2_no_orphan(tmp_path):
             except OSError:
                 continue
             assert str(marker) not in cmd or int(pid) == os.getpid(), cmd
+
+
+def test_report_of_real_batch_and_gamma_runs_renders_in_chromium(tmp_path, vllm_tiny_reasoner):
+    """A small batch run and a small gamma run on the real engine, reported with
+    `reasonperf report`, opened in headless Chromium: every figure rendered."""
+    from tests.test_report_browser import _chromium, assert_every_figure_rendered, open_in_chromium
+
+    _chromium()
+    batch = execute_run(_external_spec(tmp_path / "b", vllm_tiny_reasoner, name="batch",
+                                       workload={"name": "procedural", "limit": 8},
+                                       sampling={"max_tokens": 64},
+                                       arrival={"name": "batch", "batch_size": 4}))
+    gamma = execute_run(_external_spec(tmp_path / "g", vllm_tiny_reasoner, name="gamma",
+                                       workload={"name": "procedural", "limit": 12},
+                                       sampling={"max_tokens": 64},
+                                       arrival={"name": "gamma", "rate": 4.0, "cv": 2.0}))
+    out = tmp_path / "report.html"
+    proc = run_cli("report", str(batch.run_dir), str(gamma.run_dir), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text()
+    for section in ("fig-cdf-ttft", "fig-cdf-ttfvt", "fig-cdf-e2e", "fig-timeline-1", "fig-gantt-1",
+                    "fig-gantt-2", "stragglers", "memory"):
+        assert section in html, section
+    shot = Path("test-artifacts") / "report-real-engine.png"
+    seen = open_in_chromium(out, tmp_path, shot)
+    figures = assert_every_figure_rendered(out, seen, shot)
+    assert len(figures) >= 7
+    md = run_cli("report", str(batch.run_dir), "--format", "md", "-o", str(tmp_path / "r.md"))
+    assert md.returncode == 0 and (tmp_path / "r.md").read_text().startswith("#")

@@ -124,6 +124,7 @@ def run(
     kv_cache_dtype: str = typer.Option(None, help="Engine: KV-cache dtype (e.g. fp8_e4m3)."),
     quantization: str = typer.Option(None, help="Engine: weight quantization method."),
     engine_arg: list[str] = typer.Option(None, help="Extra engine argument (repeatable)."),
+    port: int = typer.Option(None, help="Engine: port to launch on (default: a free one)."),
     config: Path = typer.Option(None, help="YAML run spec; flags given on the command line override it."),
     out: str = typer.Option("runs", help="Runs directory."),
     name: str = typer.Option("run", help="Run name (directory suffix)."),
@@ -166,6 +167,7 @@ def run(
         put("engine", "kv_cache_dtype", "kv_cache_dtype", kv_cache_dtype)
         put("engine", "quantization", "quantization", quantization)
         put("engine", "extra_args", "engine_arg", engine_arg or None)
+        put("engine", "port", "port", port)
         put(None, "api", "api", api)
         put("workload", "name", "workload", workload)
         put("workload", "data_file", "data_file", data_file)
@@ -256,3 +258,76 @@ def engine_build_test_models() -> None:
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+@app.command()
+@_guard
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Baseline run first, then one or more candidates."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Compare runs: deltas of every headline metric with bootstrap CIs and a verdict."""
+    from rich.table import Table as RichTable
+
+    from reasonperf.analysis.compare import compare_runs, compare_table
+    from reasonperf.analysis.loader import load_run
+
+    if len(run_dirs) < 2:
+        raise UsageError("compare needs at least two run directories (baseline first)")
+    result = compare_runs([load_run(d) for d in run_dirs])
+    if as_json:
+        print(json.dumps(result.numbers, indent=2, default=str))
+        return
+    table = compare_table(result)
+    rt = RichTable(title=table.title)
+    for col in table.columns:
+        rt.add_column(col)
+    for row in table.rows:
+        rt.add_row(*("-" if v is None else str(v) for v in row))
+    console = Console()
+    console.print(rt)
+    for line in result.findings:
+        console.print(line)
+
+
+@app.command()
+@_guard
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="One or more run directories."),
+    output: Path = typer.Option(None, "-o", "--output", help="Output file (default: report.html / report.md in the first run)."),
+    fmt: str = typer.Option("html", "--format", help="html (self-contained, offline) or md"),
+    analysis: list[str] = typer.Option(None, help="Only these analyses (repeatable)."),
+) -> None:
+    """Render the study's findings for stored runs as one self-contained HTML file (or markdown)."""
+    from reasonperf.analysis.loader import load_run
+    from reasonperf.analysis.registry_all import run_analyses
+
+    if fmt not in ("html", "md"):
+        raise UsageError(f"--format must be html or md (got {fmt!r})")
+    runs = [load_run(d) for d in run_dirs]
+    results = run_analyses(runs, analysis or None)
+    out = output or Path(run_dirs[0]) / f"report.{fmt}"
+    if fmt == "html":
+        from reasonperf.report.html import render_html
+
+        path = render_html(runs, results, out)
+    else:
+        from reasonperf.report.markdown import render_markdown
+
+        out.write_text(render_markdown(runs, results))
+        path = out
+    print(f"report: {path}")
+
+
+@app.command()
+@_guard
+def query(
+    sql: str = typer.Argument(..., help="DuckDB SQL over the views requests, chunks, timeline, runs."),
+    root: Path = typer.Option(Path("runs"), help="Directory holding run directories (searched recursively)."),
+    limit: int = typer.Option(50, help="Rows to print."),
+) -> None:
+    """Run SQL over every stored run below ROOT."""
+    from reasonperf.report.query import query as run_query
+    from reasonperf.report.query import rich_table
+
+    Console().print(rich_table(run_query(sql, root), limit))

@@ -29,7 +29,7 @@ from reasonperf.client.openai import (
 from reasonperf.client.progress import LiveProgress
 from reasonperf.client.runner import RunClock, event_loop_factory, run_load
 from reasonperf.config import RunSpec, load_run_spec
-from reasonperf.engines import make_engine
+from reasonperf.engines import Engine, make_engine
 from reasonperf.errors import UsageError
 from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
 from reasonperf.store import RUN_JSON, RunStore
@@ -83,8 +83,15 @@ def execute_run(
     *,
     resume: str | Path | None = None,
     console: Console | None = None,
+    engine: Engine | None = None,
+    out_dir: str | Path | None = None,
 ) -> RunResult:
-    """Run (or resume) a spec. Returns the run directory and its summary."""
+    """Run (or resume) a spec. Returns the run directory and its summary.
+
+    ``engine``: an engine already started by the caller (a study keeps one engine across
+    the cells that share its spec); it is neither started nor stopped here.
+    ``out_dir``: write into exactly this directory instead of ``runs/<stamp>-<name>``.
+    """
     console = console or Console(stderr=True)
     if resume is not None:
         store = RunStore.open(resume)
@@ -102,7 +109,7 @@ def execute_run(
     arrival = build_arrival(spec, len(plans))
 
     if store is None:
-        store = RunStore.create(spec.out, spec.name)
+        store = RunStore.create(spec.out, spec.name, exact_dir=out_dir)
         anchor = {"wall_time_unix": time.time(), "perf_counter_ns": time.perf_counter_ns()}
         info = _run_json(spec, store.dir.name, anchor, len(plans))
         offset = 0.0
@@ -117,11 +124,14 @@ def execute_run(
     info["segments"].append(segment)
     store.write_json(RUN_JSON, info)
 
-    engine = make_engine(spec.engine)
+    owns_engine = engine is None
+    if engine is None:
+        engine = make_engine(spec.engine)
     interrupted = False
     try:
-        with console.status(f"starting engine ({spec.engine.kind}) ..."):
-            engine.start(store.dir)
+        if owns_engine:
+            with console.status(f"starting engine ({spec.engine.kind}) ..."):
+                engine.start(store.dir)
         info["engine"] = engine.describe()
         pid = getattr(engine, "pid", None)
         info["engine"]["pid"] = pid() if callable(pid) else pid
@@ -133,7 +143,8 @@ def execute_run(
             except KeyboardInterrupt:
                 interrupted = True
     finally:
-        engine.stop()
+        if owns_engine:
+            engine.stop()
         segment["ended_s"] = clock()
         segment["interrupted"] = interrupted
         store.write_json(RUN_JSON, info)

@@ -79,7 +79,13 @@ class RunStore:
 
     # ---- creation / opening -------------------------------------------------------
     @classmethod
-    def create(cls, out_dir: str | Path, name: str) -> RunStore:
+    def create(cls, out_dir: str | Path, name: str, exact_dir: str | Path | None = None) -> RunStore:
+        if exact_dir is not None:
+            p = Path(exact_dir)
+            if (p / RUN_JSON).exists():
+                raise UsageError(f"{p} already holds a run; resume it or choose another directory")
+            p.mkdir(parents=True, exist_ok=True)
+            return cls(p)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(out_dir) / f"{stamp}-{_safe_name(name)}"
         run_dir, i = base, 1

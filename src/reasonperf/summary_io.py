@@ -37,7 +37,7 @@ def write_summary(store: RunStore, *, grade: bool = False) -> dict[str, Any]:
         "continuous_usage": info.get("continuous_usage"),
     }
     summary["server"] = server_summary(timeline, summary["tokens"]["completion"])
-    summary["accuracy"] = _accuracy(requests)
+    summary["accuracy"] = accuracy_summary(requests)
     summary["warnings"] = list(info.get("warnings", []))
     store.write_json(SUMMARY_JSON, summary)
     return summary
@@ -64,7 +64,7 @@ def grade_store(store: RunStore) -> int:
     return len(todo)
 
 
-def _accuracy(requests: pa.Table) -> dict[str, Any] | None:
+def accuracy_summary(requests: pa.Table) -> dict[str, Any] | None:
     """avg@n with its standard error (over problems), pass@k, cons@n, overall and per
     difficulty / domain / dataset, plus the joins that put accuracy next to cost."""
     from reasonperf.grading import stats

@@ -114,9 +114,10 @@ def summarize(
         throughput["slo"] = dict(slo)
         throughput["slo_attainment"] = float(meets.sum() / len(status)) if len(status) else None
         throughput["goodput"] = rate(float(meets.sum()), window)
-        correct = ok.column("correct").to_numpy(zero_copy_only=False)
-        if any(c is not None for c in correct):
-            good_correct = meets & np.array([c is True for c in correct], dtype=bool)
+        correct_col = ok.column("correct")
+        if correct_col.null_count < ok.num_rows:
+            is_correct = pc.fill_null(correct_col, False).to_numpy(zero_copy_only=False)
+            good_correct = meets & is_correct.astype(bool)
             throughput["correct_goodput"] = rate(float(good_correct.sum()), window)
 
     errors = requests.filter(pa.array(~ok_mask))
