@@ -7,6 +7,7 @@ stripped before parsing.
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -91,6 +92,7 @@ def number_in(span: str | None) -> Fraction | None:
     return to_number(m.group(0)) if m else None
 
 
+@functools.lru_cache(maxsize=65536)  # pure; cons@n calls it once per row per grouping
 def normalize_answer(answer: str | None) -> str | None:
     """A canonical key for majority voting (cons@n) across the samples of one problem.
 

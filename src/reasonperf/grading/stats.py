@@ -83,14 +83,25 @@ def majority_answer(samples: Sequence[Row]) -> tuple[str | None, bool]:
 # --------------------------------------------------------------------------- metrics
 
 
-def avg_at_n(rows: Iterable[Row]) -> dict[str, Any]:
+Groups = dict[tuple[str, str], list[Row]]
+
+
+def _groups(rows: Iterable[Row] | Groups) -> Groups:
+    """Rows grouped per problem; an already grouped dict passes through (so that
+    accuracy_metrics groups once for all its estimators)."""
+    return rows if isinstance(rows, dict) else _graded_by_problem(rows)
+
+
+def avg_at_n(rows: Iterable[Row] | Groups) -> dict[str, Any]:
     """Mean correctness per problem, then over problems, with its standard error.
 
     The standard error is over problems (sample std with ddof=1 / sqrt(problems)): the
     uncertainty that matters when comparing runs on the same benchmark.
     """
-    groups = _graded_by_problem(rows)
-    per_problem = np.array([np.mean([bool(r["correct"]) for r in s]) for s in groups.values()])
+    groups = _groups(rows)
+    per_problem = np.array(
+        [sum(bool(r["correct"]) for r in s) / len(s) for s in groups.values()], dtype=float
+    )
     sizes = [len(s) for s in groups.values()]
     n_problems = len(per_problem)
     se = float(per_problem.std(ddof=1) / math.sqrt(n_problems)) if n_problems > 1 else None
@@ -104,11 +115,11 @@ def avg_at_n(rows: Iterable[Row]) -> dict[str, Any]:
     }
 
 
-def pass_at_k(rows: Iterable[Row], k: int) -> dict[str, Any]:
+def pass_at_k(rows: Iterable[Row] | Groups, k: int) -> dict[str, Any]:
     """Mean unbiased pass@k over the problems that have at least k graded samples."""
     values = []
     skipped = 0
-    for samples in _graded_by_problem(rows).values():
+    for samples in _groups(rows).values():
         n, c = len(samples), sum(bool(r["correct"]) for r in samples)
         if n < k:
             skipped += 1
@@ -122,9 +133,9 @@ def pass_at_k(rows: Iterable[Row], k: int) -> dict[str, Any]:
     }
 
 
-def cons_at_n(rows: Iterable[Row]) -> dict[str, Any]:
+def cons_at_n(rows: Iterable[Row] | Groups) -> dict[str, Any]:
     """Majority-vote accuracy: share of problems whose most frequent answer is correct."""
-    votes = [majority_answer(s)[1] for s in _graded_by_problem(rows).values()]
+    votes = [majority_answer(s)[1] for s in _groups(rows).values()]
     return {"value": float(np.mean(votes)) if votes else None, "n_problems": len(votes)}
 
 
@@ -144,7 +155,8 @@ def accuracy_metrics(rows: Sequence[Row], ks: Sequence[int] | None = None) -> di
 
     ``ks`` defaults to 1 and the smallest per-problem sample count (pass@n).
     """
-    avg = avg_at_n(rows)
+    groups = _graded_by_problem(rows)
+    avg = avg_at_n(groups)
     if ks is None:
         ks = sorted({1, avg["n_min"]} - {0})
     return {
@@ -154,8 +166,8 @@ def accuracy_metrics(rows: Sequence[Row], ks: Sequence[int] | None = None) -> di
         "n_samples": avg["n_samples"],
         "n_min": avg["n_min"],
         "n_max": avg["n_max"],
-        "pass_at_k": {str(k): pass_at_k(rows, k)["value"] for k in ks},
-        "cons_at_n": cons_at_n(rows)["value"],
+        "pass_at_k": {str(k): pass_at_k(groups, k)["value"] for k in ks},
+        "cons_at_n": cons_at_n(groups)["value"],
         "truncation_rate": truncation_rate(rows),
         "extraction_failure_rate": extraction_failure_rate(rows),
     }
