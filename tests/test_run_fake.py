@@ -164,3 +164,19 @@ def test_open_loop_dispatch_lag_at_50_rps(tmp_path, fake_server_process):
         if np.percentile(lag, 99) < 0.005:
             break
     assert np.percentile(lag, 99) < 0.005, np.percentile(lag, [50, 90, 99])
+
+
+def test_summary_and_query_read_a_stored_run_from_disk(tmp_path):
+    with FakeServer(Programme(reasoning_tokens=5, answer_tokens=5)) as srv:
+        res = execute_run(_spec(tmp_path, srv.base_url, slo={"ttfvt": 30.0}))
+    proc = run_cli("summary", str(res.run_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    again = __import__("json").loads(proc.stdout)
+    assert again["requests"] == res.summary["requests"]
+    assert again["throughput"]["goodput"] == res.summary["throughput"]["goodput"] > 0
+    q = run_cli("query", "select count(*) as n, sum(completion_tokens) as tok from requests",
+                "--root", str(tmp_path))
+    assert q.returncode == 0, q.stderr
+    assert "40" in q.stdout and "4" in q.stdout  # 4 requests x 10 tokens
+    bad = run_cli("query", "select nope from requests", "--root", str(tmp_path))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -47,36 +47,39 @@ def _guard(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _pairs(values: list[str] | None, flag: str, number: bool = False) -> dict[str, Any]:
-    """Parse KEY=VALUE items (also comma-separated inside one item)."""
-    out: dict[str, Any] = {}
+def _slos(values: list[str] | None) -> dict[str, float]:
+    """--slo NAME=SECONDS (repeatable)."""
+    out: dict[str, float] = {}
     for item in values or []:
-        for part in item.split(",") if not number else [item]:
-            if "=" not in part:
-                raise UsageError(f"{flag} expects KEY=VALUE (got {part!r})")
-            k, v = part.split("=", 1)
-            k = k.strip()
-            if number:
-                try:
-                    out[k] = float(v)
-                except ValueError:
-                    raise UsageError(f"{flag} {k}: {v!r} is not a number of seconds") from None
-            else:
-                out[k] = v.strip()
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--slo expects NAME=SECONDS, e.g. ttfvt=30 (got {item!r})")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--slo {name}: {value!r} is not a number of seconds") from None
     return out
 
 
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def _options(values: list[str] | None) -> dict[str, Any]:
-    """--option KEY=VALUE for the workload loader; VALUE is JSON when it parses."""
+    """--option KEY=VALUE for the workload loader: VALUE is JSON when it parses, a
+    comma-separated list otherwise (levels=1,3 -> [1, 3]), else plain text."""
     out: dict[str, Any] = {}
     for item in values or []:
-        if "=" not in item:
+        key, sep, value = item.partition("=")
+        if not sep:
             raise UsageError(f"--option expects KEY=VALUE (got {item!r})")
-        k, v = item.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = [json.loads(x) if x.strip().lstrip("-").isdigit() else x for x in v.split(",")] if "," in v else v
+        parsed = _json_or_text(value)
+        if isinstance(parsed, str) and "," in parsed:
+            parsed = [_json_or_text(x.strip()) for x in parsed.split(",")]
+        out[key.strip()] = parsed
     return out
 
 
@@ -134,6 +137,7 @@ def run(
     from reasonperf.config import load_run_spec, load_yaml
     from reasonperf.report.console import render_summary
     from reasonperf.run import execute_run
+    from reasonperf.workload.datasets import parse_field_map
 
     console = _err_console()
     if resume is not None:
@@ -171,7 +175,7 @@ def run(
         put(None, "api", "api", api)
         put("workload", "name", "workload", workload)
         put("workload", "data_file", "data_file", data_file)
-        put("workload", "field_map", "field_map", _pairs([field_map], "--field-map") if field_map else None)
+        put("workload", "field_map", "field_map", parse_field_map(field_map) or None)
         put("workload", "options", "option", _options(option) or None)
         put("workload", "limit", "limit", limit)
         put("workload", "samples", "samples", samples)
@@ -191,7 +195,7 @@ def run(
         put(None, "seed", "seed", seed)
         put(None, "timeout_s", "timeout", timeout)
         put(None, "sample_interval_s", "sample_interval", sample_interval)
-        put(None, "slo", "slo", _pairs(slo, "--slo", number=True) or None)
+        put(None, "slo", "slo", _slos(slo) or None)
         put(None, "continuous_usage", "continuous_usage", continuous_usage)
         put(None, "store_text", "no_text", not no_text)
         put(None, "grade", "no_grade", not no_grade)
