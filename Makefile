@@ -30,10 +30,10 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium could not be installed: the browser test will be skipped (it fails under CI=true)"
 
+# The quickstart study: embedded SmolLM2 on vLLM CPU, two difficulty levels, batch and
+# gamma arrivals, two token budgets, prefix caching on vs off; ends with the report path.
 run: models
-	$(PY) -m reasonperf run --name quickstart --workload procedural --option levels=1,3 \
-	  --limit 16 --arrival batch --batch-size 8 --max-tokens 128 --slo ttfvt=30
-	@echo "run directories are under ./runs (newest last): $$(ls -d runs/*quickstart* | tail -n 1)"
+	$(PY) -m reasonperf study studies/quickstart.yaml
 
 test: models browser
 	$(PY) -m pytest -q

@@ -84,7 +84,7 @@ def test_scripted_reasoner_splits_reasoning_from_the_answer(tmp_path, vllm_tiny_
         assert r["reasoning_tokens"] > 0 and r["answer_tokens"] > 0
         assert r["reasoning_tokens"] + r["answer_tokens"] == r["completion_tokens"]
         assert r["first_visible_s"] > r["first_token_s"]  # TTFVT > TTFT: thinking came first
-        assert r["reasoning_end_s"] < r["first_visible_s"]
+        assert r["reasoning_end_s"] <= r["first_visible_s"]  # equal when one read carried both
     lat = res.summary["latency"]
     assert lat["ttfvt"]["p50"] > lat["ttft"]["p50"]
     assert lat["reasoning_tpot"]["count"] == 4 and lat["answer_tpot"]["count"] == 4

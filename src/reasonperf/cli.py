@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from reasonperf.cli_study import study as study_command
 from reasonperf.errors import UsageError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 engine_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded engine and models.")
 app.add_typer(engine_app, name="engine")
+app.command("study")(study_command)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

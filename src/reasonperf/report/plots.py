@@ -234,7 +234,9 @@ def _draw_bar(ax: Axes, fig: Figure) -> None:
         if bounds is not None:
             lo, hi = bounds
             # a bound on the wrong side of its bar (a CI that excludes the point) clips to 0
-            yerr = np.nan_to_num(np.vstack([y - lo, hi - y]).clip(min=0))
+            # as nested lists: matplotlib's bar() turns a (2, n) array into a NumPy
+            # deprecation (array-to-scalar) that will become an error
+            yerr = np.nan_to_num(np.vstack([y - lo, hi - y]).clip(min=0)).tolist()
         ax.bar(xs, y, width=width * 0.92, label=s.name, color=PALETTE[i % len(PALETTE)],
                yerr=yerr, capsize=2 if yerr is not None else 0, ecolor="#333")
     ax.set_xticks(range(len(cats)), cats, rotation=30 if len(cats) > 6 else 0,

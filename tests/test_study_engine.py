@@ -1,0 +1,138 @@
+"""Studies on the real vLLM CPU engine: the paper specs' cpu profiles (pilot, budget,
+prefix caching), the quickstart with --limit, and an engine that fails to start.
+
+Engine starts cost 30-50 s here, so the studies share one EngineSlots that keeps engines
+running across them and lends them the session's tiny-model engines wherever a cell's
+engine spec is the same; each test asserts how many engines it started itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from reasonperf.engines import LaunchedEngine
+from reasonperf.study import EngineSlots, StudyPlan, plan_study, run_study
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.engine
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
+@pytest.fixture(scope="module")
+def slots(vllm_tiny_reasoner: LaunchedEngine, vllm_tiny_random: LaunchedEngine
+          ) -> Iterator[EngineSlots]:
+    shared = EngineSlots(keep=True)
+    for name, engine in (("tiny-reasoner", vllm_tiny_reasoner),
+                         ("tiny-random", vllm_tiny_random)):
+        shared.adopt(engine.spec.model_copy(update={"model": f"builtin:{name}"}), engine)
+    yield shared
+    shared.close()
+
+
+def _run(plan: StudyPlan, slots: EngineSlots) -> tuple[dict, float]:
+    t0 = time.monotonic()
+    result = run_study(plan, engines=slots)
+    assert not result.interrupted
+    index = orjson.loads(result.index_path.read_bytes())
+    assert result.report_path is not None and result.report_path.exists(), index
+    return index, time.monotonic() - t0
+
+
+def _all_ok(index: dict) -> None:
+    bad = {c["id"]: c.get("error") for c in index["cells"] if c["status"] != "ok"}
+    assert not bad, bad
+    for cell in index["cells"]:
+        assert cell["summary"]["ok"] == cell["summary"]["requests"] > 0
+
+
+def test_pilot_cpu_profile(tmp_path, slots):
+    plan = plan_study(STUDIES / "paper" / "pilot.yaml", profile="cpu", out=tmp_path / "pilot")
+    index, wall = _run(plan, slots)
+    print(f"pilot --profile cpu: {wall:.1f} s")
+    _all_ok(index)
+    assert index["sessions"][-1]["engine_starts"] == 0  # both arms ran on the shared engines
+    assert len(index["cells"]) == 4
+    html = (tmp_path / "pilot" / "report.html").read_text()
+    assert "LLM vs RLLM on arm: llm against rllm" in html
+    # the RLLM arm reasons, the LLM arm never does
+    for cell in index["cells"]:
+        summary = orjson.loads((tmp_path / "pilot" / cell["id"] / "summary.json").read_bytes())
+        reasoning = summary["tokens"]["reasoning"] or 0
+        assert (reasoning > 0) == (cell["levels"]["arm"] == "rllm"), cell["id"]
+
+
+def test_budget_cpu_profile(tmp_path, slots):
+    plan = plan_study(STUDIES / "paper" / "budget.yaml", profile="cpu", out=tmp_path / "budget")
+    index, wall = _run(plan, slots)
+    print(f"budget --profile cpu: {wall:.1f} s")
+    _all_ok(index)
+    assert index["sessions"][-1]["engine_starts"] == 0
+    trunc = {}
+    for cell in index["cells"]:
+        summary = orjson.loads((tmp_path / "budget" / cell["id"] / "summary.json").read_bytes())
+        trunc[cell["settings"]["max_tokens"]] = summary["requests"]["finish_reasons"]
+    # the scripted reasoner needs more than 32 tokens to finish, and fewer than 64
+    assert trunc[32] == {"length": 4} and trunc[64] == {"stop": 4}
+    assert "Token budget (max_tokens) curves" in (tmp_path / "budget" / "report.html").read_text()
+
+
+def test_prefix_caching_cpu_profile(tmp_path, slots):
+    plan = plan_study(STUDIES / "paper" / "prefix-caching.yaml", profile="cpu",
+                      out=tmp_path / "prefix")
+    index, wall = _run(plan, slots)
+    print(f"prefix-caching --profile cpu: {wall:.1f} s")
+    _all_ok(index)
+    assert index["sessions"][-1]["engine_starts"] == 2  # on and off: two engines
+    flags = []
+    for cell in index["cells"]:
+        run = orjson.loads((tmp_path / "prefix" / cell["id"] / "run.json").read_bytes())
+        flags.append(next(a for a in run["engine"]["command"] if "prefix-caching" in a))
+    assert flags == ["--enable-prefix-caching", "--no-enable-prefix-caching"]
+
+
+def test_an_engine_that_fails_to_start_is_recorded_and_the_study_goes_on(tmp_path, slots):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        "name: bad-model\n"
+        "base:\n"
+        "  engine: {kind: vllm, max_model_len: 4096, startup_timeout_s: 300}\n"
+        "  workload: {name: procedural, limit: 2}\n"
+        "  sampling: {max_tokens: 16}\n"
+        "matrix:\n"
+        "  arm:\n"
+        "    missing: {engine: {model: /nonexistent/reasonperf-model}}\n"
+        "    good: {engine: {model: 'builtin:tiny-random'}}\n"
+    )
+    plan = plan_study(spec, out=tmp_path / "bad")
+    t0 = time.monotonic()
+    result = run_study(plan, engines=slots)
+    print(f"bad model path study: {time.monotonic() - t0:.1f} s")
+    missing, good = result.cells
+    assert missing["status"] == "failed"
+    assert missing["error"].startswith("engine failed to start: vllm failed to start")
+    assert "/nonexistent/reasonperf-model" in missing["error"]
+    assert missing["log_tail"], "the engine's log tail is recorded"
+    assert good["status"] == "ok"
+    cell_json = orjson.loads((tmp_path / "bad" / missing["id"] / "cell.json").read_bytes())
+    assert cell_json["status"] == "failed" and cell_json["log_tail"] == missing["log_tail"]
+
+
+def test_quickstart_with_limit_runs_end_to_end(tmp_path):
+    out = tmp_path / "quickstart"
+    t0 = time.monotonic()
+    proc = run_cli("study", str(STUDIES / "quickstart.yaml"), "--limit", "2", "--out", str(out),
+                   timeout=900)
+    print(f"quickstart --limit 2: {time.monotonic() - t0:.1f} s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"report: {out / 'report.html'}" in proc.stdout
+    index = orjson.loads((out / "study.json").read_bytes())
+    _all_ok(index)
+    assert len(index["cells"]) == 8 and index["sessions"][-1]["engine_starts"] == 2
+    html = (out / "report.html").read_text()
+    assert "Arms on prefix: off against on" in html and "Token budget" in html
