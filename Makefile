@@ -43,6 +43,7 @@ test-fast: setup
 
 lint: setup
 	$(PY) -m ruff check src tests bench
+	$(PY) -m mypy src/reasonperf
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -71,8 +71,8 @@ def group_table(requests: pa.Table, labels: np.ndarray, order: list[str], key: s
 
 def trends(groups: list[dict[str, Any]]) -> dict[str, dict[str, float] | None]:
     """Linear fits of the per-level values against the numeric level, when >= 3 levels."""
-    points = [(su.as_number(g["level"]), g) for g in groups]
-    points = [(x, g) for x, g in points if x is not None]
+    numbered = [(su.as_number(g["level"]), g) for g in groups]
+    points = [(x, g) for x, g in numbered if x is not None]
     if len(points) < MIN_TREND_LEVELS:
         return {}
     xs = [x for x, _ in points]

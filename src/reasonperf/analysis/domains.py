@@ -8,7 +8,7 @@ plus E2E and truncation, the same per-group columns as the difficulty analysis.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -59,7 +59,9 @@ def _findings(groups: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _extremes(groups: list[dict[str, Any]], key: str) -> tuple[dict, dict] | str | None:
+def _extremes(
+    groups: list[dict[str, Any]], key: str
+) -> tuple[dict[str, Any], dict[str, Any]] | Literal["same"] | None:
     """(highest, lowest) group by ``key``; "same" when they are equal; None if < 2 groups."""
     have = [g for g in groups if g[key] is not None]
     if len(have) < 2:

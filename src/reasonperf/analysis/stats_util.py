@@ -169,10 +169,12 @@ def fit_line(x: Sequence[float], y: Sequence[float | None]) -> dict[str, float] 
     if len(xa) < 3 or np.ptp(xa) == 0:
         return None
     slope, intercept = np.polyfit(xa, ya, 1)
+    # correlation() is only None for < 3 points or a flat side, both ruled out here.
+    r = correlation(xa, ya) if np.ptp(ya) > 0 else None
     return {
         "slope": float(slope),
         "intercept": float(intercept),
-        "r": correlation(xa, ya) if np.ptp(ya) > 0 else 0.0,
+        "r": 0.0 if r is None else r,
         "n_points": len(xa),
     }
 
@@ -187,8 +189,9 @@ def as_number(label: str) -> float | None:
 
 def sort_levels(labels: Sequence[str]) -> list[str]:
     """Numeric labels numerically first ("2" before "10"), then the others by name."""
-    numeric = sorted((lab for lab in labels if as_number(lab) is not None), key=as_number)
-    other = sorted(lab for lab in labels if as_number(lab) is None)
+    values = {lab: v for lab in labels if (v := as_number(lab)) is not None}
+    numeric = sorted((lab for lab in labels if lab in values), key=values.__getitem__)
+    other = sorted(lab for lab in labels if lab not in values)
     return numeric + other
 
 

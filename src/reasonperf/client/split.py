@@ -227,7 +227,7 @@ def _apportion(total: int | None, weights: list[int]) -> list[int | None]:
     order = sorted(range(len(raw)), key=lambda i: raw[i] - shares[i], reverse=True)
     for i in order[: total - sum(shares)]:
         shares[i] += 1
-    return shares
+    return list(shares)  # a copy typed list[int | None] (list is invariant)
 
 
 def _inherit_kinds(events: list[ChunkEvent], blanks: list[int]) -> None:

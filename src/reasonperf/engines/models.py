@@ -24,7 +24,7 @@ import shutil
 import string
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from reasonperf.errors import UsageError
 
@@ -186,7 +186,8 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     model.load_state_dict(loaded.state_dict(), assign=True, strict=True)
     model.tie_weights()
     model.generation_config = loaded.generation_config
-    model.to(torch.bfloat16).save_pretrained(out)
+    # transformers types PreTrainedModel.to through a decorator that loses `self`.
+    model.to(torch.bfloat16).save_pretrained(out)  # type: ignore[arg-type]
     tokenizer.save_pretrained(out)
 
 
@@ -265,7 +266,18 @@ def _write_tokenizer(tok: Any, out: Path) -> None:
     (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
 
 
-def _llama_config(tok: Any, **sizes: int) -> Any:
+class _LlamaSizes(TypedDict):
+    """The shape arguments a test model passes on to ``LlamaConfig``."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+
+
+def _llama_config(tok: Any, **sizes: Unpack[_LlamaSizes]) -> Any:
     import torch
     from transformers import LlamaConfig
 

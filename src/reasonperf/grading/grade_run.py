@@ -69,9 +69,9 @@ def grade_rows(
     keys = list(isolated)
     outcomes = map_isolated(_grade_isolated, keys, workers=workers, timeout_s=timeout_s)
     for key, outcome in zip(keys, outcomes, strict=True):
-        grade = _from_outcome(outcome)
+        isolated_grade = _from_outcome(outcome)
         for i in isolated[key]:
-            grades[i] = grade
+            grades[i] = isolated_grade
     out: list[dict[str, Any]] = []
     for row, grade in zip(rows, grades, strict=True):
         gold = row.get("gold")

@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.rcsetup import cycler
+from matplotlib.typing import RcKeyType
 
 from reasonperf.analysis.base import Figure, RunData, Series
 from reasonperf.metrics.request import request_metrics
@@ -43,7 +45,7 @@ CDF_POINTS = 1000  # quantiles drawn per CDF curve
 GANTT_MAX_ROWS = 2000
 KNOWN_KINDS = ("line", "step", "scatter", "bar", "cdf", "gantt", "hist")
 
-RC = {
+RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # keep text as <text>: smaller, selectable, page font
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial", "sans-serif"],
@@ -57,7 +59,7 @@ RC = {
     "grid.linewidth": 0.6,
     "legend.frameon": False,
     "legend.fontsize": 8,
-    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "axes.prop_cycle": cycler(color=PALETTE),
 }
 
 OUTSIDE: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}  # legend right of the axes

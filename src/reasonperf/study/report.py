@@ -86,7 +86,8 @@ def arm_comparisons(plan: StudyPlan, done: list[Cell], runs: list[RunData]
     for axis in compared_axes(plan):
         groups: dict[tuple[Any, ...], list[tuple[Cell, RunData]]] = {}
         for cell, run in zip(done, runs, strict=True):
-            key = (*((a, lab) for a, lab in cell.levels.items() if a != axis), cell.repeat)
+            key: tuple[Any, ...] = (
+                *((a, lab) for a, lab in cell.levels.items() if a != axis), cell.repeat)
             groups.setdefault(key, []).append((cell, run))
         for key, members in groups.items():
             if len(members) < 2:

@@ -511,7 +511,7 @@ def _write_index(plan: StudyPlan, records: dict[str, dict[str, Any]],
     path = plan.root / STUDY_JSON
     old = read_json(path) or {}
     sessions = [s for s in old.get("sessions", []) if s.get("started") != session["started"]]
-    index = {
+    index: dict[str, Any] = {
         "name": plan.spec.name,
         "source": plan.source,
         "profile": plan.profile,
