@@ -76,3 +76,12 @@ def test_describe_and_token_check():
     assert describe(np.array([np.nan])) == {"count": 0}
     bad = _table([dict(request_id="x", status="ok", completion_tokens=10, reasoning_tokens=4, answer_tokens=5)])
     assert token_check(bad)["mismatches"] == 1
+
+
+def test_summary_of_a_run_where_every_request_failed():
+    rows = [dict(request_id="x", status="error", error_type="server_error", sent_s=0.0, done_s=1.0)]
+    chunks = pa.Table.from_pylist([dict(request_id="x", t_s=0.5, kind="answer", n_tokens=1, n_chars=2)],
+                                  schema=CHUNK_SCHEMA)
+    s = summarize(_table(rows), chunks)
+    assert s["requests"]["ok"] == 0 and s["requests"]["error_types"] == {"server_error": 1}
+    assert s["throughput"]["request_throughput"] is None

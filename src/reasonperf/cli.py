@@ -114,7 +114,8 @@ def run(
     max_tokens: int = typer.Option(256, help="Token budget per request."),
     temperature: float = typer.Option(0.6),
     top_p: float = typer.Option(0.95),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of arrivals, choice shuffles and procedural problems."),
+    request_seeds: bool = typer.Option(False, "--request-seeds", help="Also send seed+index as each request's sampling seed."),
     timeout: float = typer.Option(600.0, help="Per-request timeout (s)."),
     sample_interval: float = typer.Option(0.5, help="Engine /metrics sampling interval (s)."),
     slo: list[str] = typer.Option(None, help="SLO in seconds, e.g. ttfvt=30 (repeatable)."),
@@ -195,6 +196,7 @@ def run(
         put("sampling", "temperature", "temperature", temperature)
         put("sampling", "top_p", "top_p", top_p)
         put(None, "seed", "seed", seed)
+        put("sampling", "request_seeds", "request_seeds", request_seeds)
         put(None, "timeout_s", "timeout", timeout)
         put(None, "sample_interval_s", "sample_interval", sample_interval)
         put(None, "slo", "slo", _slos(slo) or None)

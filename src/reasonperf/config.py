@@ -50,6 +50,10 @@ class SamplingSpec(BaseModel):
     max_tokens: int | None = Field(default=256, ge=1)
     temperature: float | None = Field(default=0.6, ge=0)
     top_p: float | None = Field(default=0.95, gt=0, le=1)
+    # Send a per-request sampling seed (run seed + request index). Off by default: the
+    # vLLM CPU build (0.32) crashes its engine ("CPU Generator does not use offset") when
+    # a seeded request is in a chunked prefill, which any loaded run produces.
+    request_seeds: bool = False
 
 
 class RunSpec(BaseModel):

@@ -86,7 +86,7 @@ def summarize(
     metrics = request_metrics(ok)
     latency = {name: describe(vals) for name, vals in metrics.items()}
     if chunks is not None and chunks.num_rows:
-        ok_ids = pa.array(ok.column("request_id").to_pylist())
+        ok_ids = ok.column("request_id").combine_chunks() if ok.num_rows else pa.array([], pa.string())
         itl = itl_values(chunks.filter(pc.is_in(chunks.column("request_id"), ok_ids)))
         latency["itl"] = describe(itl)
 

@@ -57,7 +57,7 @@ def build_plans(spec: RunSpec, problems: list[Problem]) -> list[RequestPlan]:
                 max_tokens=s.max_tokens,
                 temperature=s.temperature,
                 top_p=s.top_p,
-                seed=spec.seed + index,
+                seed=spec.seed + index if s.request_seeds else None,
                 meta={**problem.meta, **meta},
             )
         )
