@@ -96,8 +96,9 @@ def test_scripted_reasoner_splits_reasoning_from_the_answer(tmp_path, vllm_tiny_
 def test_small_kv_cache_saturates_queues_preempts_and_compares_slower(
     tmp_path, engine_test_models, vllm_tiny_random
 ):
-    """The study's saturation, made on purpose: 8 KV blocks of 128 tokens for 24
-    concurrent requests of ~450 tokens each; then `reasonperf compare` against the same
+    """The study's saturation, made on purpose: 32 KV blocks of 32 tokens (1,024 tokens)
+    for 24 concurrent requests of ~450 tokens each (small blocks: a cache one block short
+    of full still reads >= 0.9, so a sample taken between preemptions shows it); then `reasonperf compare` against the same
     load on a roomy KV cache reports the latency cost with a verdict."""
     load = {
         "workload": {"name": "procedural", "limit": 24},
@@ -111,7 +112,8 @@ def test_small_kv_cache_saturates_queues_preempts_and_compares_slower(
         "name": "small-kv",
         "out": str(tmp_path / "small"),
         "engine": {"kind": "vllm", "model": str(engine_test_models["tiny-random"]),
-                   "max_model_len": 512, "num_gpu_blocks_override": 8},
+                   "max_model_len": 512, "num_gpu_blocks_override": 32,
+                   "extra_args": ["--block-size", "32"]},
         **load,
     })
     res = execute_run(spec)
