@@ -133,8 +133,7 @@ def execute_run(
             with console.status(f"starting engine ({spec.engine.kind}) ..."):
                 engine.start(store.dir)
         info["engine"] = engine.describe()
-        pid = getattr(engine, "pid", None)
-        info["engine"]["pid"] = pid() if callable(pid) else pid
+        info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
         store.write_json(RUN_JSON, info)
         if plans:
             try:

@@ -19,13 +19,24 @@ SUMMARY_JSON = "summary.json"
 
 
 def write_summary(store: RunStore, *, grade: bool = False) -> dict[str, Any]:
-    info = store.read_json(RUN_JSON) or {}
-    spec = info.get("spec", {})
+    """(Re)grade if asked, then compute the summary from the stored tables and write it."""
     if grade:
         grade_store(store)
-    requests = store.table("requests")
-    chunks = store.table("chunks")
-    timeline = store.table("timeline")
+    summary = compute_summary(
+        store.read_json(RUN_JSON) or {},
+        store.table("requests"),
+        store.table("chunks"),
+        store.table("timeline"),
+    )
+    store.write_json(SUMMARY_JSON, summary)
+    return summary
+
+
+def compute_summary(
+    info: dict[str, Any], requests: pa.Table, chunks: pa.Table, timeline: pa.Table
+) -> dict[str, Any]:
+    """Every section of summary.json from run.json and the three tables (writes nothing)."""
+    spec = info.get("spec", {})
     summary = summarize(requests, chunks, slo=spec.get("slo") or {})
     summary["run"] = {
         "run_id": info.get("run_id"),
@@ -38,8 +49,7 @@ def write_summary(store: RunStore, *, grade: bool = False) -> dict[str, Any]:
     }
     summary["server"] = server_summary(timeline, summary["tokens"]["completion"])
     summary["accuracy"] = accuracy_summary(requests)
-    summary["warnings"] = list(info.get("warnings", []))
-    store.write_json(SUMMARY_JSON, summary)
+    summary["warnings"] = list(info.get("warnings") or [])
     return summary
 
 

@@ -104,16 +104,9 @@ def run_summary(run: RunData) -> dict[str, Any]:
     (nothing is written: a report never changes a run directory)."""
     if run.summary:
         return run.summary
-    from reasonperf.metrics.server import server_summary
-    from reasonperf.metrics.summary import summarize
-    from reasonperf.summary_io import accuracy_summary
+    from reasonperf.summary_io import compute_summary
 
-    spec = run.info.get("spec") or {}
-    summary = summarize(run.requests, run.chunks, slo=spec.get("slo") or {})
-    summary["server"] = server_summary(run.timeline, summary["tokens"]["completion"])
-    summary["accuracy"] = accuracy_summary(run.requests)
-    summary["warnings"] = list(run.info.get("warnings") or [])
-    return summary
+    return compute_summary(run.info, run.requests, run.chunks, run.timeline)
 
 
 @dataclass
