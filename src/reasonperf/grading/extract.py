@@ -93,13 +93,9 @@ def _braced(text: str, start: int) -> tuple[str, int] | None:
     return None
 
 
-def all_boxed(text: str) -> list[str]:
-    """Contents of every complete top-level ``\\boxed{...}`` / ``\\fbox{...}``, in order.
-
-    Handles nested braces (``\\boxed{\\frac{1}{\\sqrt{2}}}``) and the brace-less form
-    ``\\boxed 5``. An unclosed box (a truncated response) is skipped.
-    """
-    found: list[str] = []
+def _boxes(text: str) -> list[tuple[str, int, int]]:
+    """(content, start, end) of every complete top-level box, in order."""
+    found: list[tuple[str, int, int]] = []
     pos = 0
     while True:
         m = _BOXED_RE.search(text, pos)
@@ -113,21 +109,55 @@ def all_boxed(text: str) -> list[str]:
             if got is None:
                 pos = m.end()
                 continue
-            found.append(got[0].strip())
+            found.append((got[0].strip(), m.start(), got[1]))
             pos = got[1]
         else:
             bare = re.match(r"[^\s$.,;]+", text[i:]) if i > m.end() else None
             if bare:
-                found.append(bare.group(0))
+                found.append((bare.group(0), m.start(), i + bare.end()))
                 pos = i + bare.end()
             else:
                 pos = m.end()
+
+
+def all_boxed(text: str) -> list[str]:
+    """Contents of every complete top-level ``\\boxed{...}`` / ``\\fbox{...}``, in order.
+
+    Handles nested braces (``\\boxed{\\frac{1}{\\sqrt{2}}}``) and the brace-less form
+    ``\\boxed 5``. An unclosed box (a truncated response) is skipped.
+    """
+    return [content for content, _, _ in _boxes(text)]
 
 
 def last_boxed(text: str) -> str | None:
     """The last boxed answer: when a response boxes several times, the last one wins."""
     boxes = all_boxed(text)
     return boxes[-1] if boxes else None
+
+
+# What may stand between the boxes of one listed answer: "$\boxed{3}$, $\boxed{5}$, and
+# $\boxed{7}$" lists three roots; "\boxed{3}. Checking again: \boxed{5}" is a revision.
+_BOX_LIST_GAP_RE = re.compile(
+    r"^(?:\s|,|;|\$|\\[()\[\]]|\\quad|\\qquad|\\[,;]|\band\b|\\text\{\s*and\s*\})*$"
+)
+
+
+def final_boxed(text: str) -> str | None:
+    """The last boxed answer, or the last *list* of boxes when they form one answer.
+
+    Boxes separated only by commas, "and", spacing and math delimiters are joined with
+    ", " (several roots boxed one by one); any other text in between means a revision,
+    and then only the last box counts.
+    """
+    boxes = _boxes(text)
+    if not boxes:
+        return None
+    group = [boxes[-1]]
+    for prev in reversed(boxes[:-1]):
+        if not _BOX_LIST_GAP_RE.match(text[prev[2] : group[0][1]]):
+            break
+        group.insert(0, prev)
+    return ", ".join(content for content, _, _ in group)
 
 
 # --------------------------------------------------------------------------- answer lines

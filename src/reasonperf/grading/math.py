@@ -1,9 +1,12 @@
 """Symbolic grader for MATH-style answers, built on math-verify.
 
-We choose the answer span ourselves (last ``\\boxed{}``, else an ``Answer:`` line, else
-math-verify's own search over the whole text) because math-verify, given several boxed
-answers, returns them all as one set; we want the last one to win. Equivalence is
-math-verify's: gold parsed first, then the prediction, ``verify(gold, pred)``.
+We choose the answer span ourselves (last ``\\boxed{}`` or last list of boxes, else an
+``Answer:`` line, else math-verify's own search over the whole text) because math-verify,
+given several boxed answers, returns them all as one set; we want the last one to win.
+Equivalence is math-verify's: gold parsed first, then the prediction,
+``verify(gold, pred)``. Before that, Unicode math is rewritten as LaTeX (grading.unicode_math)
+and an inequality in one variable becomes the set it describes, so that "-2 < x \\le 3"
+equals "(-2, 3]" and "x < 2 or x > 3" equals "(-\\infty, 2) \\cup (3, \\infty)".
 
 math-verify's own SIGALRM timers are switched off here (``parsing_timeout=None``,
 ``timeout_seconds=None``): the caller bounds the whole item with one timer
@@ -22,10 +25,11 @@ from reasonperf.grading.extract import (
     Grade,
     Grader,
     answer_line,
-    last_boxed,
+    final_boxed,
     strip_reasoning,
     strip_wrappers,
 )
+from reasonperf.grading.unicode_math import unicode_to_latex
 
 # math-verify warns that its timers are disabled (once per process); we time items ourselves.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -34,7 +38,44 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 def _parse(text: str) -> list[Any]:
     from math_verify import parse
 
-    return parse(text, parsing_timeout=None)
+    return [_inequality_as_set(p) for p in parse(text, parsing_timeout=None)]
+
+
+def _is_inequality(expr: Any) -> bool:
+    """An inequality (or a conjunction/disjunction of them) in exactly one variable."""
+    from sympy import And, Or
+    from sympy.core.relational import Relational
+
+    if isinstance(expr, Relational):
+        ok = expr.rel_op in ("<", "<=", ">", ">=")
+    elif isinstance(expr, (And, Or)):
+        ok = all(_is_inequality(arg) for arg in expr.args)
+    else:
+        return False
+    return ok and len(expr.free_symbols) == 1
+
+
+def _inequality_as_set(expr: Any) -> Any:
+    """The set an inequality describes ("x > 2" -> (2, oo)); anything else unchanged.
+
+    math-verify reads "x < 2 or x > 3" as the two-element set {x < 2, x > 3}: that is the
+    union of the two. Strings (math-verify's raw spans) and unsolvable relations pass.
+    """
+    from sympy import FiniteSet, Union
+
+    try:
+        if _is_inequality(expr):
+            return expr.as_set()
+        if (
+            isinstance(expr, FiniteSet)
+            and len(expr) > 1
+            and all(_is_inequality(arg) for arg in expr.args)
+            and len(expr.free_symbols) == 1
+        ):
+            return Union(*(arg.as_set() for arg in expr.args))
+    except (NotImplementedError, TypeError, ValueError):
+        return expr
+    return expr
 
 
 @lru_cache(maxsize=4096)
@@ -43,7 +84,7 @@ def parse_gold(gold: str) -> tuple[Any, ...]:
 
     Cached: every sample of a problem shares its gold.
     """
-    gold = gold.strip()
+    gold = unicode_to_latex(gold.strip())
     for wrapped in (f"\\boxed{{{gold}}}", f"${gold}$", gold):
         parsed = _parse(wrapped)
         if parsed:
@@ -53,8 +94,10 @@ def parse_gold(gold: str) -> tuple[Any, ...]:
 
 def _prediction(text: str) -> tuple[str | None, str, list[Any]]:
     """(extracted span, method, parsed prediction)."""
-    box = last_boxed(text)
+    text = unicode_to_latex(text)
+    box = final_boxed(text)
     if box is not None:
+        box = strip_wrappers(box)
         return box, "boxed", _parse(f"\\boxed{{{box}}}")
     line = answer_line(text)
     if line is not None:

@@ -1,8 +1,10 @@
 """Exact numeric graders: GSM8K (any rational answer) and AIME (integer answers).
 
-Values are compared as ``Fraction`` so that 18 == 18.0 == 18.00 == 36/2 with no float
-rounding; thousands separators, currency signs, percent signs and trailing unit words are
-stripped before parsing.
+Values are compared as ``Fraction`` so that 18 == 18.0 == 18.00 == 36/2 == 2^4+2 with no
+float rounding; thousands separators, currency signs, percent signs and trailing unit
+words are stripped before parsing. Unicode math is rewritten as LaTeX first, and an answer
+line with no digits is read for numbers written in words ("seventy-two"). A number with an
+irrational factor ("12\\sqrt{2}", "45/\\pi") is not a number here: it grades wrong.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import functools
 import re
 from fractions import Fraction
+
+from text_to_num import alpha2digit
 
 from reasonperf.grading.extract import (
     GRADERS,
@@ -23,6 +27,8 @@ from reasonperf.grading.extract import (
     strip_reasoning,
     strip_wrappers,
 )
+from reasonperf.grading.rational import exact_value
+from reasonperf.grading.unicode_math import unicode_to_latex
 
 _FRAC_RE = re.compile(r"^(-?)\\frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}$")
 _SLASH_RE = re.compile(r"^(-?[\d.]+)/([\d.]+)$")
@@ -33,6 +39,14 @@ _UNIT_TAIL_RE = re.compile(r"(?:\s*(?:%|\^\s*\{?\\circ\}?|°|[A-Za-z][A-Za-z .^\
 _FIRST_NUM_RE = re.compile(
     r"-?\\frac\{-?[\d.]+\}\{-?[\d.]+\}|-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+"
 )
+# A number that is only part of a term: inside a fraction or power, or multiplied by a
+# root, pi or a variable ("\\frac{45}{\\pi}", "12\\sqrt{2}", "2^{10}", "3x").
+_PART_BEFORE_RE = re.compile(r"(?:\\frac|\\sqrt|[{^/*])\s*$")
+_PART_AFTER_RE = re.compile(
+    r"^(?:\s*(?:\\(?:sqrt|pi|frac|cdot|times|div)(?![A-Za-z])|[\^{]|[*/]\s*[\d\\{(])"
+    r"|[A-Za-z](?![A-Za-z]))"
+)
+_APPROX_RE = re.compile(r"\\approx|\\sim(?![A-Za-z])")
 
 
 def _plain_value(s: str) -> Fraction | None:
@@ -78,8 +92,9 @@ def to_number(text: str | None) -> Fraction | None:
 def number_in(span: str | None) -> Fraction | None:
     """The value an extracted answer span stands for.
 
-    The whole span when it is one number; otherwise the first number after the last "="
-    ("3 * 6 = 18 apples" -> 18).
+    The whole span when it is one number or exact arithmetic ("2^5+1"); otherwise the
+    first number after the last "=" ("3 * 6 = 18 apples" -> 18), before any "\\approx",
+    provided that number stands alone: "12\\sqrt{2}" or "\\frac{45}{\\pi}" give None.
     """
     if span is None:
         return None
@@ -87,9 +102,19 @@ def number_in(span: str | None) -> Fraction | None:
     if value is not None:
         return value
     s = clean_latex(span).replace("\u2212", "-")
-    s = s.rsplit("=", 1)[-1]
+    s = _APPROX_RE.split(s.rsplit("=", 1)[-1], maxsplit=1)[0]
+    value = exact_value(strip_wrappers(s).strip(_CURRENCY))
+    if value is not None:
+        return value
     m = _FIRST_NUM_RE.search(s)
-    return to_number(m.group(0)) if m else None
+    if m is None or _PART_BEFORE_RE.search(s[: m.start()]) or _PART_AFTER_RE.match(s[m.end() :]):
+        return None
+    return to_number(m.group(0))
+
+
+def spelled_out(span: str) -> str:
+    """``span`` with English number words as digits ("seventy-two clips" -> "72 clips")."""
+    return alpha2digit(span, "en", threshold=0)
 
 
 @functools.lru_cache(maxsize=65536)  # pure; cons@n calls it once per row per grouping
@@ -115,13 +140,22 @@ def gsm8k_gold(gold: str) -> str:
 
 
 def _extract(text: str) -> tuple[str | None, str]:
-    """Last \\boxed{}, else an answer line, else the last number (the GSM8K/AIME chain)."""
+    """Last \\boxed{}, else an answer line, else the last number (the GSM8K/AIME chain).
+
+    An answer line without digits is read for number words ("Answer: fourteen").
+    """
+    text = unicode_to_latex(text)
     box = last_boxed(text)
     if box is not None:
         return strip_wrappers(box), "boxed"
     line = answer_line(text)
-    if line is not None and number_in(line) is not None:
-        return strip_wrappers(line), "answer_line"
+    if line is not None:
+        if number_in(line) is not None:
+            return strip_wrappers(line), "answer_line"
+        if not any(ch.isdigit() for ch in line):
+            words = strip_wrappers(spelled_out(line))
+            if number_in(words) is not None:
+                return words, "answer_words"
     num = last_number(text)
     if num is not None:
         return num, "last_number"
