@@ -11,7 +11,7 @@ import pytest
 
 from reasonperf.grading import grade
 from reasonperf.grading.choice import extract_choice
-from reasonperf.grading.extract import final_boxed, last_boxed
+from reasonperf.grading.extract import final_boxed, last_boxed, last_line_bold
 from reasonperf.grading.numeric import number_in, spelled_out
 from reasonperf.grading.rational import exact_value
 from reasonperf.grading.unicode_math import unicode_to_latex
@@ -50,7 +50,16 @@ def test_final_boxed_joins_a_list_but_not_a_revision():
     assert final_boxed(r"\(\boxed{1}\) \text{ and } \(\boxed{-2}\)") == "1, -2"
     assert final_boxed(r"First \boxed{6}. Re-checking: \boxed{8}.") == "8"
     assert final_boxed(r"so $m/n = \boxed{1/115}$ and $m+n = \boxed{116}$") == "116"
+    two_roots = r"$x = \boxed{3 + 2\sqrt{2}}$ and $x = \boxed{3 - 2\sqrt{2}}$"
+    assert final_boxed(two_roots) == r"3 + 2\sqrt{2}, 3 - 2\sqrt{2}"
     assert final_boxed("no box") is None
+
+
+def test_last_line_bold():
+    assert last_line_bold("**Step 1: 12**\nShe pays **$64**.") == "$64"
+    assert last_line_bold("**Total: $64.00** (16 glasses at $4)") == "$64.00"
+    assert last_line_bold("**Step 1: 12 eggs**\nSo she earns 18.") is None
+    assert last_line_bold("") is None
 
 
 @pytest.mark.parametrize(
@@ -115,6 +124,8 @@ def test_spelled_out_numbers():
         ("aime", r"\boxed{12\sqrt{2}}", "017", False, "boxed"),
         ("aime", r"\boxed{\frac{33}{2}}", "016", False, "boxed"),
         ("aime", r"\boxed{2^5+1}", "033", True, "boxed"),
+        ("gsm8k", "**Total: $64.00** (16 glasses at $4 each)", "64", True, "bold"),
+        ("gsm8k", "**Step 1: 12 boxes**\nThen 12 + 6 = 18 in total.", "18", True, "last_number"),
     ],
 )
 def test_numeric_rules(kind, response, gold, correct, method):
@@ -139,6 +150,19 @@ def test_numeric_rules(kind, response, gold, correct, method):
         (r"Roots: $\boxed{3}$, $\boxed{5}$ and $\boxed{7}$.", "3, 5, 7", True),
         (r"Roots: $\boxed{3}$ and $\boxed{5}$.", "3, 5, 7", False),
         (r"Maybe \boxed{3}. No wait, \boxed{5}.", "3", False),
+        (r"$x = \boxed{1}$ and $x = \boxed{-2}$", "1,-2", True),
+        (r"\boxed{2 < x < 102, x \neq 12}", r"(2,12) \cup (12,102)", True),
+        (r"\boxed{2 < x < 102}", r"(2,12) \cup (12,102)", False),
+        (
+            r"\boxed{\frac{\pi^2}{8} \le f(x) \le \pi^2}",
+            r"\left[\frac{\pi^2}{8}, \pi^2\right]",
+            True,
+        ),
+        (r"\boxed{2x + 1 > 5}", r"(2, \infty)", False),  # a bound on 2x+1, not on x
+        (r"\boxed{(-2, -14, -7)}", r"\begin{pmatrix} -2 \\ -14 \\ -7 \end{pmatrix}", True),
+        (r"\boxed{(-2, -14, 7)}", r"\begin{pmatrix} -2 \\ -14 \\ -7 \end{pmatrix}", False),
+        ("**Answer:** √5 m/s", r"\sqrt{5}", True),
+        ("Answer: 12 square units", "12", True),
     ],
 )
 def test_math_rules(response, gold, correct):
@@ -160,6 +184,7 @@ def test_math_rules(response, gold, correct):
         ("Answer: A or B", "A, B", "answer"),
         (r"\boxed{A, C}", "A, C", "boxed"),
         (r"\boxed{AC}", "A, C", "boxed"),
+        (r"\boxed{b}", "B", "boxed"),
         ("Answer: B (since A and C are ruled out)", "B", "answer"),
         ("Answer: C. The energy is 4.5 eV, about 2 times that of A.", "C", "answer"),
         ("Answer: B, a two-step mechanism", "B", "answer"),

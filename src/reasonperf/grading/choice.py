@@ -42,7 +42,10 @@ _MORE_RE = re.compile(
     r"(?:\*{1,2}|_{1,2}|\$|\\text\{|\\textbf\{|\\mathrm\{|[(\[])*[ \t]*"
     rf"(?P<L>{_ANY_L})(?![A-Za-z0-9])"
 )
-_BOX_CONTENT_RE = re.compile(rf"^[(\[]?[ \t]*(?P<L>{_L})[ \t]*[)\]]?(?:[.:)][^\n]*)?$")
+# A letter in a box or a gold: upper-case, or lower-case when alone ("\\boxed{b}").
+_BOX_CONTENT_RE = re.compile(
+    rf"^[(\[]?[ \t]*(?:(?P<L>{_L})[ \t]*[)\]]?(?:[.:)][^\n]*)?|(?P<l>{_L.lower()})[ \t]*[)\]]?)$"
+)
 _BOX_LETTERS_RE = re.compile(rf"^(?P<L>{_L}{{2,4}})$")  # "\\boxed{AC}": two answers
 _TEXT_MACRO_RE = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _FALLBACK_RES = (
@@ -88,7 +91,7 @@ def letter_of(text: str | None) -> str | None:
         return None
     s = _TEXT_MACRO_RE.sub(r"\1", text).strip().strip("$*_ ").strip()
     m = _BOX_CONTENT_RE.match(s)
-    return m.group("L") if m else None
+    return (m.group("L") or m.group("l").upper()) if m else None
 
 
 def _boxed_letters(box: str | None) -> str | None:

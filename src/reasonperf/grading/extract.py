@@ -136,9 +136,11 @@ def last_boxed(text: str) -> str | None:
 
 
 # What may stand between the boxes of one listed answer: "$\boxed{3}$, $\boxed{5}$, and
-# $\boxed{7}$" lists three roots; "\boxed{3}. Checking again: \boxed{5}" is a revision.
+# $\boxed{7}$" or "$x = \boxed{1}$ and $x = \boxed{2}$" list roots; "\boxed{3}. Checking
+# again: \boxed{5}" is a revision.
 _BOX_LIST_GAP_RE = re.compile(
-    r"^(?:\s|,|;|\$|\\[()\[\]]|\\quad|\\qquad|\\[,;]|\band\b|\\text\{\s*and\s*\})*$"
+    r"^(?:\s|,|;|\$|\\[()\[\]]|\\quad|\\qquad|\\[,;]|\band\b|\\text\{\s*and\s*\}"
+    r"|\b[A-Za-z](?:_\{?\w+\}?)?\s*=)*$"
 )
 
 
@@ -200,6 +202,25 @@ def answer_line(text: str) -> str | None:
             if a and (best is None or m.start("a") >= best[0]):
                 best = (m.start("a"), a)
     return best[1] if best else None
+
+
+_BOLD_RE = re.compile(r"\*\*(?P<b>[^*\n]+?)\*\*|__(?P<u>[^_\n]+?)__")
+
+
+def last_line_bold(text: str) -> str | None:
+    """The last bold span (``**...**``) on the last non-empty line, without its label.
+
+    Models emphasise the result in their closing sentence ("She pays **$64**.",
+    "**Total: $64.00** (16 glasses at $4)"); only the last line counts, so the bold
+    headings of intermediate steps are never taken for the answer.
+    """
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    spans = [m.group("b") or m.group("u") for m in _BOLD_RE.finditer(lines[-1])]
+    if not spans:
+        return None
+    return spans[-1].split(":", 1)[-1].strip() or None
 
 
 # --------------------------------------------------------------------------- numbers

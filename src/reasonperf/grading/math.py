@@ -16,6 +16,7 @@ math-verify's own SIGALRM timers are switched off here (``parsing_timeout=None``
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +32,13 @@ from reasonperf.grading.extract import (
 )
 from reasonperf.grading.unicode_math import unicode_to_latex
 
+# Unit words after an answer on an "Answer:" line ("\\sqrt{5} m/s", "12 square units"):
+# wrapped in \\text{} so that math-verify drops them instead of reading variables m and s.
+_UNIT_WORDS_RE = re.compile(
+    r"(?<=[\d})])\s+(?P<u>(?:[A-Za-z]{2,}|[A-Za-z]+/[A-Za-z]+)(?:\^?\d)?"
+    r"(?:\s+(?:[A-Za-z]{2,}|[A-Za-z]+/[A-Za-z]+)(?:\^?\d)?)*)\s*$"
+)
+
 # math-verify warns that its timers are disabled (once per process); we time items ourselves.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
@@ -41,39 +49,72 @@ def _parse(text: str) -> list[Any]:
     return [_inequality_as_set(p) for p in parse(text, parsing_timeout=None)]
 
 
-def _is_inequality(expr: Any) -> bool:
-    """An inequality (or a conjunction/disjunction of them) in exactly one variable."""
-    from sympy import And, Or
+def _subject(expr: Any) -> Any:
+    """The one unknown an inequality bounds ("x", "\\lambda", "f(x)"), else None.
+
+    Every relation must compare that unknown with constants: "2 < x \\le 3",
+    "\\frac{\\pi^2}{8} \\le f(x) \\le 5", "x \\neq 12" qualify; "2x + 1 > 5" (a set of
+    2x + 1, not of x) and "x < y" do not.
+    """
+    from sympy import And, Or, Symbol
+    from sympy.core.function import AppliedUndef
     from sympy.core.relational import Relational
 
-    if isinstance(expr, Relational):
-        ok = expr.rel_op in ("<", "<=", ">", ">=")
-    elif isinstance(expr, (And, Or)):
-        ok = all(_is_inequality(arg) for arg in expr.args)
-    else:
-        return False
-    return ok and len(expr.free_symbols) == 1
+    relations = list(expr.args) if isinstance(expr, (And, Or)) else [expr]
+    subjects = set()
+    for rel in relations:
+        if isinstance(rel, (And, Or)):
+            inner = _subject(rel)
+            if inner is None:
+                return None
+            subjects.add(inner)
+            continue
+        if not isinstance(rel, Relational) or rel.rel_op not in ("<", "<=", ">", ">=", "!="):
+            return None
+        unknowns = [side for side in (rel.lhs, rel.rhs) if side.free_symbols]
+        if len(unknowns) != 1 or not isinstance(unknowns[0], (Symbol, AppliedUndef)):
+            return None
+        subjects.add(unknowns[0])
+    return subjects.pop() if len(subjects) == 1 else None
+
+
+def _relation_set(expr: Any, subject: Any) -> Any:
+    from sympy import Dummy, S
+
+    t = Dummy("t", real=True)
+    return expr.subs(subject, t).as_set() if expr != S.true else S.Reals
 
 
 def _inequality_as_set(expr: Any) -> Any:
     """The set an inequality describes ("x > 2" -> (2, oo)); anything else unchanged.
 
     math-verify reads "x < 2 or x > 3" as the two-element set {x < 2, x > 3}: that is the
-    union of the two. Strings (math-verify's raw spans) and unsolvable relations pass.
+    union of the two; an "x \\neq a" among them removes the point ("2 < x < 102,
+    x \\neq 12"). Matrices of one row or column become tuples, so that a vector written
+    "(1, 2)" equals its pmatrix. Strings (math-verify's raw spans) pass unchanged.
     """
-    from sympy import FiniteSet, Union
+    from sympy import FiniteSet, Intersection, MatrixBase, Tuple, Union
+    from sympy.core.relational import Relational
 
     try:
-        if _is_inequality(expr):
-            return expr.as_set()
-        if (
-            isinstance(expr, FiniteSet)
-            and len(expr) > 1
-            and all(_is_inequality(arg) for arg in expr.args)
-            and len(expr.free_symbols) == 1
-        ):
-            return Union(*(arg.as_set() for arg in expr.args))
-    except (NotImplementedError, TypeError, ValueError):
+        if isinstance(expr, MatrixBase) and 1 in expr.shape and len(expr) > 1:
+            return Tuple(*expr)
+        if isinstance(expr, FiniteSet) and len(expr) > 1:
+            parts = list(expr.args)
+            subjects = {_subject(part) for part in parts}
+            if len(subjects) != 1 or None in subjects:
+                return expr
+            subject = subjects.pop()
+            excluded = [p for p in parts if isinstance(p, Relational) and p.rel_op == "!="]
+            kept = [p for p in parts if p not in excluded]
+            if not kept:
+                return expr
+            union = Union(*(_relation_set(p, subject) for p in kept))
+            return Intersection(union, *(_relation_set(p, subject) for p in excluded))
+        subject = _subject(expr)
+        if subject is not None:
+            return _relation_set(expr, subject)
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
         return expr
     return expr
 
@@ -101,7 +142,7 @@ def _prediction(text: str) -> tuple[str | None, str, list[Any]]:
         return box, "boxed", _parse(f"\\boxed{{{box}}}")
     line = answer_line(text)
     if line is not None:
-        span = strip_wrappers(line)
+        span = _UNIT_WORDS_RE.sub(r" \\text{\g<u>}", strip_wrappers(line))
         parsed = _parse(f"${span}$") or _parse(line)
         if parsed:
             return span, "answer_line", parsed

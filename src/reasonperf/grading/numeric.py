@@ -23,6 +23,7 @@ from reasonperf.grading.extract import (
     answer_line,
     clean_latex,
     last_boxed,
+    last_line_bold,
     last_number,
     strip_reasoning,
     strip_wrappers,
@@ -140,7 +141,8 @@ def gsm8k_gold(gold: str) -> str:
 
 
 def _extract(text: str) -> tuple[str | None, str]:
-    """Last \\boxed{}, else an answer line, else the last number (the GSM8K/AIME chain).
+    """Last \\boxed{}, else an answer line, else a bold number on the last line, else the
+    last number (the GSM8K/AIME chain).
 
     An answer line without digits is read for number words ("Answer: fourteen").
     """
@@ -156,6 +158,9 @@ def _extract(text: str) -> tuple[str | None, str]:
             words = strip_wrappers(spelled_out(line))
             if number_in(words) is not None:
                 return words, "answer_words"
+    bold = last_line_bold(text)
+    if bold is not None and number_in(bold) is not None:
+        return strip_wrappers(bold), "bold"
     num = last_number(text)
     if num is not None:
         return num, "last_number"
