@@ -52,6 +52,7 @@ def test_final_boxed_joins_a_list_but_not_a_revision():
     assert final_boxed(r"so $m/n = \boxed{1/115}$ and $m+n = \boxed{116}$") == "116"
     two_roots = r"$x = \boxed{3 + 2\sqrt{2}}$ and $x = \boxed{3 - 2\sqrt{2}}$"
     assert final_boxed(two_roots) == r"3 + 2\sqrt{2}, 3 - 2\sqrt{2}"
+    assert final_boxed(r"Thus $\boxed{(1, 2)}$ \[\boxed{(1,2)}\]") == "(1, 2)"  # repeated
     assert final_boxed("no box") is None
 
 

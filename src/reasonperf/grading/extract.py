@@ -159,7 +159,11 @@ def final_boxed(text: str) -> str | None:
         if not _BOX_LIST_GAP_RE.match(text[prev[2] : group[0][1]]):
             break
         group.insert(0, prev)
-    return ", ".join(content for content, _, _ in group)
+    # The same answer boxed twice in a row ("$\boxed{5}$ \[\boxed{5}\]") is one answer.
+    unique: dict[str, str] = {}
+    for content, _, _ in group:
+        unique.setdefault(re.sub(r"\s+", "", content), content)
+    return ", ".join(unique.values())
 
 
 # --------------------------------------------------------------------------- answer lines

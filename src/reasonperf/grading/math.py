@@ -46,7 +46,7 @@ logging.getLogger("math_verify").setLevel(logging.ERROR)
 def _parse(text: str) -> list[Any]:
     from math_verify import parse
 
-    return [_inequality_as_set(p) for p in parse(text, parsing_timeout=None)]
+    return [_comparable(p) for p in parse(text, parsing_timeout=None)]
 
 
 def _subject(expr: Any) -> Any:
@@ -79,14 +79,15 @@ def _subject(expr: Any) -> Any:
 
 
 def _relation_set(expr: Any, subject: Any) -> Any:
-    from sympy import Dummy, S
+    """The real values of ``subject`` that satisfy ``expr``."""
+    from sympy import Dummy
 
-    t = Dummy("t", real=True)
-    return expr.subs(subject, t).as_set() if expr != S.true else S.Reals
+    return expr.subs(subject, Dummy("t", real=True)).as_set()
 
 
-def _inequality_as_set(expr: Any) -> Any:
-    """The set an inequality describes ("x > 2" -> (2, oo)); anything else unchanged.
+def _comparable(expr: Any) -> Any:
+    """A parsed answer in the form it compares in: an inequality as the set it describes
+    ("x > 2" -> (2, oo)); anything else unchanged.
 
     math-verify reads "x < 2 or x > 3" as the two-element set {x < 2, x > 3}: that is the
     union of the two; an "x \\neq a" among them removes the point ("2 < x < 102,
