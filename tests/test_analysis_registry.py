@@ -24,6 +24,7 @@ def _run(name: str, max_tokens: int, speed: float = 1.0):
 
 def test_every_analysis_is_registered():
     assert set(ANALYSES.names()) == {"memory", "stragglers", "difficulty", "domain", "budget",
+                                     "findings",
                                      "compare"}
     assert MULTI_RUN <= set(ANALYSES.names())
 

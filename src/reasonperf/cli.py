@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from reasonperf.cli_findings import findings as findings_command
 from reasonperf.cli_study import study as study_command
 from reasonperf.errors import UsageError
 
@@ -47,6 +48,9 @@ def _guard(fn: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+app.command("findings")(_guard(findings_command))
 
 
 def _slos(values: list[str] | None) -> dict[str, float]:

@@ -12,13 +12,14 @@ from reasonperf.analysis import (  # noqa: F401  (imported to register)
     compare,
     difficulty,
     domains,
+    findings,
     memory,
     stragglers,
 )
 from reasonperf.analysis.base import ANALYSES, AnalysisResult, RunData
 
 # analyses of the whole set of runs; every other analysis runs on each run separately
-MULTI_RUN = frozenset({"budget", "compare"})
+MULTI_RUN = frozenset({"budget", "compare", "findings"})
 
 
 def run_analyses(runs: list[RunData], names: list[str] | None = None) -> list[AnalysisResult]:
@@ -28,7 +29,9 @@ def run_analyses(runs: list[RunData], names: list[str] | None = None) -> list[An
     several); multi-run ones run once on the whole set and come back with ``skipped``
     set when the set does not allow them (one run, a single max_tokens). An unknown name raises UsageError.
     """
-    chosen = ANALYSES.names() if names is None else list(names)
+    # the findings table reads every other analysis's question at once: it goes first
+    chosen = sorted(ANALYSES.names() if names is None else list(names),
+                    key=lambda n: n != "findings")
     fns = {name: ANALYSES.get(name) for name in chosen}  # validates every name first
     results: list[AnalysisResult] = []
     for name, fn in fns.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from reasonperf.analysis.base import AnalysisResult, RunData, Table
+from reasonperf.analysis.findings import analyze_findings
 from reasonperf.analysis.registry_all import ANALYSES, MULTI_RUN, run_analyses
 from reasonperf.study.expand import Cell, StudyPlan
 from reasonperf.study.spec import resolve_path
@@ -19,14 +20,15 @@ from reasonperf.study.spec import resolve_path
 
 def build_results(plan: StudyPlan, records: dict[str, dict[str, Any]], done: list[Cell],
                   runs: list[RunData]) -> list[AnalysisResult]:
-    """Every result the study report shows: the overview, then what compares cells (budget
-    curves, arm comparisons), then each cell's own analyses."""
+    """Every result the study report shows: the findings table first (the study's
+    findings against these cells, arms included), the overview, then what compares cells
+    (budget curves, arm comparisons), then each cell's own analyses."""
     names = plan.spec.report.analyses or ANALYSES.names()
-    results = [overview(plan, records)]
+    arms = arm_comparisons(plan, done, runs) if "compare" in names else []
+    results = [analyze_findings(runs, arms), overview(plan, records)]
     if "budget" in names:
         results.append(ANALYSES.get("budget")(runs))
-    if "compare" in names:
-        results += arm_comparisons(plan, done, runs)
+    results += arms
     results += run_analyses(runs, [n for n in names if n not in MULTI_RUN])
     return results
 
