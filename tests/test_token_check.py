@@ -59,3 +59,21 @@ def test_a_table_without_the_new_columns_checks_nothing() -> None:
     old = pa.table({"request_id": ["a"], "completion_tokens": [5], "reasoning_tokens": [2],
                     "answer_tokens": [3]})
     assert token_check(old)["checked"] == 0
+
+
+def test_a_run_against_a_server_whose_final_usage_disagrees_reports_it(tmp_path) -> None:
+    from reasonperf.config import load_run_spec
+    from reasonperf.run import execute_run
+    from tests.fake_server import FakeServer, Programme
+
+    with FakeServer(Programme(final_usage_skew=3)) as srv:
+        res = execute_run(load_run_spec({
+            "name": "skew", "out": str(tmp_path),
+            "engine": {"kind": "external", "url": srv.base_url, "model": "fake-model"},
+            "workload": {"name": "procedural", "limit": 4},
+            "arrival": {"name": "batch", "batch_size": 4}, "grade": False,
+        }))
+    chk = res.summary["tokens"]["check"]
+    assert chk["checked"] == 4 and chk["mismatches"] == 4, chk
+    assert chk["examples"][0]["client"] + 3 == chk["examples"][0]["server"]
+    assert "chars" in res.summary["tokens"]["count_source"]  # the chunk counts were not used
