@@ -141,3 +141,11 @@ def test_run_with_think_open_yes_flags_thinking_cut_off(tmp_path: Path) -> None:
     assert info["think_open"]["prompt_opens_think"] is True
     assert info["think_open"]["setting"] == "yes"
     assert info["tokenizer"] == {"source": None, "origin": None}
+
+
+def test_engine_model_dir_without_a_tokenizer_is_a_note_not_an_error(tmp_path: Path) -> None:
+    from reasonperf.client.tokenizer import start_run_tokenizer
+
+    tok, entry = start_run_tokenizer(None, str(tmp_path))()  # loads in a background thread
+    assert tok is None and entry["source"] is None and "tokenizer" in entry["note"]
+    assert start_run_tokenizer(None, None)() == (None, {"source": None, "origin": None})

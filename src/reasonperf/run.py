@@ -29,7 +29,7 @@ from reasonperf.client.openai import (
 from reasonperf.client.progress import LiveProgress
 from reasonperf.client.runner import RunClock, event_loop_factory, run_load
 from reasonperf.client.think_open import resolve_prompt_opens_think
-from reasonperf.client.tokenizer import Tokenizer, run_tokenizer
+from reasonperf.client.tokenizer import Tokenizer, start_run_tokenizer
 from reasonperf.config import RunSpec, load_run_spec
 from reasonperf.engines import Engine, LaunchedEngine, make_engine
 from reasonperf.errors import UsageError
@@ -129,13 +129,14 @@ def execute_run(
     owns_engine = engine is None
     if engine is None:
         engine = make_engine(spec.engine)
-    # Loaded before the engine starts, so a bad --tokenizer fails in seconds.
-    tokenizer, info["tokenizer"] = run_tokenizer(spec.tokenizer, _local_model_dir(engine))
     interrupted = False
     try:
+        # Started before the engine, so a bad --tokenizer fails in seconds.
+        tokenizer_ready = start_run_tokenizer(spec.tokenizer, _local_model_dir(engine))
         if owns_engine:
             with console.status(f"starting engine ({spec.engine.kind}) ..."):
                 engine.start(store.dir)
+        tokenizer, info["tokenizer"] = tokenizer_ready()
         info["engine"] = engine.describe()
         info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
         store.write_json(RUN_JSON, info)

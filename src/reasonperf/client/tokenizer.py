@@ -8,6 +8,8 @@ Hugging Face cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,23 @@ def run_tokenizer(
                           "note": f"the launched engine's model: {err}"}
         return tok, {"source": engine_model_dir, "origin": "launched engine's model"}
     return None, {"source": None, "origin": None}
+
+
+RunTokenizer = tuple[Tokenizer | None, dict[str, Any]]
+
+
+def start_run_tokenizer(explicit: str | None, engine_model_dir: str | None
+                        ) -> Callable[[], RunTokenizer]:
+    """:func:`run_tokenizer`, started now; call the result for it.
+
+    ``explicit`` loads right away, so a bad --tokenizer fails before an engine starts. The
+    launched engine's tokenizer loads in a background thread while the engine starts
+    (importing transformers takes seconds on a busy 2-core machine).
+    """
+    if explicit or not engine_model_dir:
+        result = run_tokenizer(explicit, engine_model_dir)
+        return lambda: result
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
+    future = pool.submit(run_tokenizer, None, engine_model_dir)
+    pool.shutdown(wait=False)
+    return future.result
