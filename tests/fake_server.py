@@ -46,6 +46,10 @@ class Programme:
     usage: bool = True  # honour stream_options.include_usage
     usage_details: bool = False  # add usage.completion_tokens_details.reasoning_tokens
     continuous_usage: bool = True  # False: answer 400 to continuous_usage_stats
+    # True: the usage rides on the last content chunk only (no continuous usage, no
+    # separate usage chunk), as some servers do
+    usage_on_last_chunk: bool = False
+    final_usage_skew: int = 0  # added to the final usage's completion_tokens (a lying server)
     faults: dict[str, float] = field(default_factory=dict)  # fault kind -> probability
     fault_after: int = 10  # tokens sent before a cut / malformed / hang fault
 
@@ -239,8 +243,12 @@ class _Job:
         self.start = start
         self.fault = fault
         opts = body.get("stream_options") or {}
-        self.include_usage = prog.usage and bool(opts.get("include_usage"))
-        self.continuous = prog.usage and bool(opts.get("continuous_usage_stats"))
+        self.usage_last = prog.usage and prog.usage_on_last_chunk and bool(
+            opts.get("include_usage"))
+        self.include_usage = (prog.usage and bool(opts.get("include_usage"))
+                              and not prog.usage_on_last_chunk)
+        self.continuous = (prog.usage and bool(opts.get("continuous_usage_stats"))
+                           and not prog.usage_on_last_chunk)
         self.n_reason = 0 if prog.variant == "none" else prog.reasoning_tokens
         total = self.n_reason + prog.answer_tokens
         max_tokens = body.get("max_tokens")
@@ -292,7 +300,8 @@ class _Job:
             tail = b""
             if self.include_usage:
                 tail += _sse({"id": self.id, "object": self._object, "created": self.created,
-                              "model": srv.model, "choices": [], "usage": self._usage(sent)})
+                              "model": srv.model, "choices": [],
+                              "usage": self._usage(sent, final=True)})
             tail += b"data: [DONE]\n\n"
             await resp.write(tail)
             await resp.write_eof()
@@ -356,7 +365,9 @@ class _Job:
             word = opened + "</think>" + word
         return word
 
-    def _usage(self, completion: int) -> dict[str, Any]:
+    def _usage(self, completion: int, final: bool = False) -> dict[str, Any]:
+        if final:
+            completion += self.prog.final_usage_skew
         usage: dict[str, Any] = {"prompt_tokens": self.prompt_tokens,
                                  "completion_tokens": completion,
                                  "total_tokens": self.prompt_tokens + completion}
@@ -376,6 +387,8 @@ class _Job:
                                "model": self.srv.model, "choices": [choice]}
         if self.continuous:
             obj["usage"] = self._usage(completion)
+        elif self.usage_last and finish:
+            obj["usage"] = self._usage(completion, final=True)
         return _sse(obj)
 
 

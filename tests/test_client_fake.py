@@ -128,7 +128,7 @@ def test_no_reasoning_and_char_share_fallback(srv: FakeServer) -> None:
     assert (rec.reasoning_tokens, rec.answer_tokens, rec.token_count_source) == (0, 20, "usage")
     assert rec.reasoning_end_s is None and rec.first_visible_s == rec.first_token_s
     rec, _ = _send(_cfg(srv, {"variant": "reasoning"}))  # usage without details
-    assert (rec.reasoning_tokens, rec.answer_tokens, rec.token_count_source) == (30, 20, "chunks")
+    assert (rec.reasoning_tokens, rec.answer_tokens, rec.token_count_source) == (30, 20, "chars")
 
 
 def test_without_usage_counts_stay_empty_unless_a_tokenizer_is_given(srv: FakeServer) -> None:
@@ -350,3 +350,70 @@ def test_bad_config_is_a_usage_error() -> None:
         EndpointConfig("h:8000/v1", MODEL)
     with pytest.raises(UsageError, match="concurrency"):
         make_session(0)
+
+
+# --- issue 9: cut-off thinking, disagreeing counts, usage on the last chunk only -------
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_pre_opened_think_cut_by_max_tokens_is_reasoning(srv: FakeServer,
+                                                         continuous: bool) -> None:
+    fake = {"variant": "think_open_only"}
+    rec, chunks = _send(_cfg(srv, fake, prompt_opens_think=True, continuous_usage=continuous),
+                        _plan(max_tokens=10))
+    assert (rec.status, rec.finish_reason) == ("ok", "length")
+    assert (rec.completion_tokens, rec.reasoning_tokens, rec.answer_tokens) == (10, 10, 0)
+    assert rec.answer_text == "" and rec.reasoning_text and rec.reasoning_text.startswith(" think")
+    assert rec.first_token_s is not None and rec.first_visible_s is None
+    assert rec.thinking_truncated is True and rec.think_open is True
+    assert {c.kind for c in chunks} == {"reasoning"}
+    # not told that the prompt pre-opens <think>, a cut before </think> has no evidence
+    rec, _ = _send(_cfg(srv, fake), _plan(max_tokens=10))
+    assert rec.think_open is False and rec.thinking_truncated is False
+    # ... but an uncut answer shows its bare </think>
+    rec, _ = _send(_cfg(srv, fake))
+    assert rec.think_open is True and rec.thinking_truncated is False
+    assert (rec.reasoning_tokens, rec.answer_tokens) == (30, 20)
+
+
+def test_reasoning_parser_cut_is_thinking_truncated(srv: FakeServer) -> None:
+    rec, _ = _send(_cfg(srv, {"variant": "reasoning"}), _plan(max_tokens=10))
+    assert rec.finish_reason == "length" and rec.answer_text == ""
+    assert rec.first_visible_s is None and rec.thinking_truncated is True
+    assert rec.think_open is None  # the server split the reasoning, no tags parsed
+
+
+def test_usage_on_the_last_content_chunk_gives_no_per_chunk_counts(srv: FakeServer) -> None:
+    fake = {"usage_on_last_chunk": True}
+    rec, chunks = _send(_cfg(srv, fake, continuous_usage=True))
+    assert rec.status == "ok" and len(chunks) == 50
+    assert [c.n_tokens for c in chunks] == [None] * 50
+    assert rec.chunk_tokens_sum is None and rec.usage_completion_tokens == 50
+    assert rec.completion_tokens == 50 and rec.token_count_source != "continuous_usage"
+
+
+def test_final_usage_that_disagrees_with_the_chunks_is_recorded(srv: FakeServer) -> None:
+    fake = {"final_usage_skew": 2, "usage_details": True}
+    rec, chunks = _send(_cfg(srv, fake, continuous_usage=True))
+    assert (rec.chunk_tokens_sum, rec.usage_completion_tokens) == (50, 52)
+    assert rec.usage_reasoning_tokens == 30
+    assert rec.completion_tokens == 52 and rec.token_count_source == "usage_details"
+    assert sum(c.n_tokens or 0 for c in chunks) == 50  # no phantom chunk for the gap
+
+
+def test_consistent_continuous_usage_fills_the_check_columns(srv: FakeServer) -> None:
+    rec, _ = _send(_cfg(srv, {"usage_details": True}, continuous_usage=True))
+    assert (rec.chunk_tokens_sum, rec.usage_completion_tokens, rec.usage_reasoning_tokens) == (
+        50, 50, 30)
+    assert rec.token_count_source == "continuous_usage"
+
+
+def test_probe_rejects_usage_on_the_last_chunk_only() -> None:
+    with FakeServer(Programme(ttft_s=0, itl_s=0, usage_on_last_chunk=True), model=MODEL) as s:
+
+        async def go() -> bool:
+            async with make_session(1) as session:
+                return await probe_continuous_usage(
+                    session, EndpointConfig(s.base_url, MODEL, api="completions"))
+
+        assert asyncio.run(go()) is False

@@ -37,7 +37,7 @@ def _prompt_ids(tok, text: str = "What is 6 times 7?"):
 
 
 def test_models_have_every_file_and_are_small(built: dict[str, Path]) -> None:
-    assert set(built) == {"tiny-random", "tiny-reasoner"}
+    assert set(built) == {"tiny-random", "tiny-reasoner", "tiny-reasoner-open"}
     for path in built.values():
         for name in FILES:
             assert (path / name).is_file(), f"{path.name} lacks {name}"
@@ -94,6 +94,20 @@ def test_reasoner_follows_its_script(built: dict[str, Path], sampling: dict) -> 
     assert answer.strip() == models.ANSWER_TEXT
     assert new[-1] == tok.eos_token_id  # it stopped by itself, well before max_new_tokens
     assert len(new) < 80
+
+
+def test_open_reasoner_prompt_ends_in_think_and_it_never_opens_one(built: dict[str, Path]) -> None:
+    """tiny-reasoner-open: the chat template pre-opens <think> (as R1 distills do), so the
+    model generates reasoning, </think>, the answer, EOS, and no opening tag."""
+    tok, model = _load(built["tiny-reasoner-open"])
+    rendered = tok.apply_chat_template([{"role": "user", "content": "q"}],
+                                       add_generation_prompt=True, tokenize=False)
+    assert rendered.endswith(models.THINK_OPEN)
+    text, new = _generate(model, tok, do_sample=False)
+    assert models.THINK_OPEN not in text
+    reasoning, sep, answer = text.partition(models.THINK_CLOSE)
+    assert sep and reasoning.strip() == models.REASONING_TEXT, text
+    assert answer.strip() == models.ANSWER_TEXT and new[-1] == tok.eos_token_id
 
 
 def test_random_model_never_stops_early(built: dict[str, Path]) -> None:

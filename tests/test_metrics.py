@@ -74,7 +74,8 @@ def test_describe_and_token_check():
     d = describe(np.array([1.0, 2.0, 3.0, 4.0, np.nan]))
     assert d["count"] == 4 and d["p50"] == 2.5 and d["max"] == 4.0 and d["min"] == 1.0
     assert describe(np.array([np.nan])) == {"count": 0}
-    bad = _table([dict(request_id="x", status="ok", completion_tokens=10, reasoning_tokens=4, answer_tokens=5)])
+    bad = _table([dict(request_id="x", status="ok", completion_tokens=10, reasoning_tokens=4, answer_tokens=6,
+                       usage_completion_tokens=10, chunk_tokens_sum=9)])
     assert token_check(bad)["mismatches"] == 1
 
 

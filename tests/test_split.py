@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from reasonperf.client.split import Piece, classify, split_tokens
+from reasonperf.client.split import Piece, classify, split_tokens, thinking_truncated
 
 # One generation: 4 reasoning tokens then 3 answer tokens, streamed 2 tokens per chunk so
 # one chunk straddles the end of reasoning. Times: chunk k arrives at t = k + 1.
@@ -63,7 +63,7 @@ def test_variants_give_the_same_split(variant: str, continuous: bool) -> None:
         assert tokens.source is None and tokens.completion_tokens is None
         # with a completion count from usage, the character share is the fallback
         tokens = split_tokens(split, completion_tokens=14)
-        assert tokens.source == "chunks"
+        assert tokens.source == "chars"
         expected = round(14 * len(REASONING) / (len(REASONING) + len(ANSWER)))
         assert (tokens.reasoning_tokens, tokens.answer_tokens) == (expected, 14 - expected)
 
@@ -91,7 +91,7 @@ def test_tags_split_across_chunks() -> None:
 
 
 def test_straddling_piece_becomes_two_events_with_one_time() -> None:
-    pieces = [Piece(1.0, "content", "<think> a b"), Piece(2.0, "content", " c</think> dd", 3)]
+    pieces = [Piece(1.0, "content", "<think> a b", 3), Piece(2.0, "content", " c</think> dd", 3)]
     split = classify(pieces, "r")
     second = [e for e in split.events if e.t_s == 2.0]
     assert [(e.kind, e.n_chars) for e in second] == [("reasoning", 2), ("answer", 3)]
@@ -148,8 +148,8 @@ def test_token_source_preference() -> None:
     assert split_tokens(split, 20, usage_reasoning_tokens=12).source == "usage_details"
     assert split_tokens(split, 20, usage_reasoning_tokens=12).answer_tokens == 8
     # 0 reasoning tokens next to reasoning text is unreliable; > completion is impossible
-    assert split_tokens(split, 20, usage_reasoning_tokens=0).source == "chunks"
-    assert split_tokens(split, 20, usage_reasoning_tokens=21).source == "chunks"
+    assert split_tokens(split, 20, usage_reasoning_tokens=0).source == "chars"
+    assert split_tokens(split, 20, usage_reasoning_tokens=21).source == "chars"
     by_tok = split_tokens(split, 20, tokenizer=tok)
     assert (by_tok.source, by_tok.reasoning_tokens) == ("tokenizer", round(chars))
     no_usage = split_tokens(split, None, tokenizer=tok)
@@ -173,3 +173,55 @@ def test_empty_stream() -> None:
     assert split.events == [] and split.first_token_s is None
     assert split_tokens(split, None).source is None
     assert split_tokens(split, 0).source == "usage"
+
+
+# --- issue 9: cut-off thinking, honest per-chunk counts -------------------------------
+
+
+def test_cut_inside_a_pre_opened_think_has_no_visible_token() -> None:
+    """A pre-opened <think> cut by max_tokens before </think>: all reasoning, no first
+    visible token, flagged as truncated inside thinking."""
+    pieces = [Piece(1.0, "content", " step", 1), Piece(2.0, "content", " two", 1)]
+    split = classify(pieces, "r", assume_open_think=True)
+    assert (split.reasoning_text, split.answer_text) == (" step two", "")
+    assert split.first_visible_s is None and split.first_token_s == 1.0
+    assert split.think_open is True
+    assert thinking_truncated(split, "length") is True
+    assert thinking_truncated(split, "stop") is False
+    # without the assumption it is an answer (the old behaviour, still right for "no")
+    plain = classify(pieces, "r")
+    assert plain.think_open is False and not thinking_truncated(plain, "length")
+
+
+def test_bare_close_tag_is_evidence_of_a_pre_opened_think() -> None:
+    pieces = [Piece(1.0, "content", " hm</think>"), Piece(2.0, "content", " 42")]
+    split = classify(pieces, "r")
+    assert split.think_open is True and split.answer_text == " 42"
+    opened = classify([Piece(1.0, "content", "<think> hm</think> 42")], "r")
+    assert opened.think_open is False  # the model opened it itself
+    field = classify([Piece(1.0, "reasoning", " hm"), Piece(2.0, "content", " 42")], "r")
+    assert field.think_open is None  # the server split it: no tag parsing
+
+
+def test_reasoning_field_cut_is_thinking_truncated() -> None:
+    split = classify([Piece(1.0, "reasoning", " hm", 1), Piece(2.0, "reasoning", " so", 1)], "r")
+    assert thinking_truncated(split, "length") and split.first_visible_s is None
+
+
+def test_counts_on_only_some_pieces_are_not_per_chunk_counts() -> None:
+    """A server that puts the usage on the last content chunk only: that chunk would carry
+    the whole completion count as if it were its own; no event gets a count."""
+    pieces = [Piece(1.0, "content", " a"), Piece(2.0, "content", " b"),
+              Piece(3.0, "content", " c", 50)]
+    split = classify(pieces, "r")
+    assert not split.has_chunk_tokens and split.chunk_tokens_sum is None
+    assert [e.n_tokens for e in split.events] == [None, None, None]
+    full = classify([Piece(1.0, "content", " a", 2), Piece(2.0, "content", " b", 3)], "r")
+    assert full.has_chunk_tokens and full.chunk_tokens_sum == 5
+
+
+def test_chunk_sum_that_disagrees_with_usage_is_kept_for_the_check() -> None:
+    split = classify(_field_pieces(continuous=True), "r")
+    assert split.chunk_tokens_sum == 7
+    tokens = split_tokens(split, 9)  # final usage says 9: the chunk counts are not used
+    assert tokens.source == "chars" and tokens.completion_tokens == 9

@@ -124,6 +124,8 @@ def run(
     sample_interval: float = typer.Option(0.5, help="Engine /metrics sampling interval (s)."),
     slo: list[str] = typer.Option(None, help="SLO in seconds, e.g. ttfvt=30 (repeatable)."),
     continuous_usage: str = typer.Option("auto", help="auto | on | off: per-chunk token counts."),
+    think_open: str = typer.Option("auto", help="yes | no | auto: the prompt pre-opens <think> (auto: from the chat template / a bare </think>)."),
+    tokenizer: str = typer.Option(None, help="Local tokenizer (model dir) for token counts when the server sends no usage (default: a launched engine's model)."),
     no_text: bool = typer.Option(False, "--no-text", help="Do not store reasoning/answer text."),
     no_grade: bool = typer.Option(False, "--no-grade", help="Skip grading at the end."),
     max_num_seqs: int = typer.Option(None, help="Engine: max running sequences."),
@@ -205,6 +207,8 @@ def run(
         put(None, "sample_interval_s", "sample_interval", sample_interval)
         put(None, "slo", "slo", _slos(slo) or None)
         put(None, "continuous_usage", "continuous_usage", continuous_usage)
+        put(None, "think_open", "think_open", think_open)
+        put(None, "tokenizer", "tokenizer", tokenizer)
         put(None, "store_text", "no_text", not no_text)
         put(None, "grade", "no_grade", not no_grade)
         put(None, "out", "out", out)

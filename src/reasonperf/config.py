@@ -70,6 +70,12 @@ class RunSpec(BaseModel):
     timeout_s: float = Field(default=600.0, gt=0)
     sample_interval_s: float = Field(default=0.5, gt=0)
     continuous_usage: Literal["auto", "on", "off"] = "auto"
+    # Does the prompt pre-open <think>? auto: from the chat template of an engine we launch
+    # (or --tokenizer) and the completions prompt; per request also a bare </think>.
+    think_open: Literal["auto", "yes", "no"] = "auto"
+    # Local tokenizer (path or cached name) for counts when the server sends no usage;
+    # None: the launched engine's local model directory, if any.
+    tokenizer: str | None = None
     store_text: bool = True
     grade: bool = True
     slo: dict[str, float] = Field(default_factory=dict)

@@ -81,7 +81,13 @@ class RequestRecord:
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None
     answer_tokens: int | None = None
-    token_count_source: str | None = None  # usage / usage_details / continuous_usage / tokenizer / chunks
+    token_count_source: str | None = None  # usage / usage_details / continuous_usage / tokenizer / chars
+    # the raw counts the token check compares (issue 9): None when the server sent none
+    usage_completion_tokens: int | None = None  # the final usage's completion_tokens
+    usage_reasoning_tokens: int | None = None  # the server's completion_tokens_details.reasoning_tokens
+    chunk_tokens_sum: int | None = None  # sum of per-chunk counts; None unless every chunk had one
+    think_open: bool | None = None  # output read as starting inside <think>; None: server split it
+    thinking_truncated: bool | None = None  # cut by max_tokens before any answer text
     finish_reason: str | None = None  # stop / length / error / cancelled
     status: str = "ok"  # "ok" | "error"
     error_type: str | None = None  # http_4xx / http_5xx / timeout / disconnect / malformed / connect / cancelled
@@ -124,6 +130,11 @@ REQUEST_SCHEMA = pa.schema(
         ("reasoning_tokens", pa.int64()),
         ("answer_tokens", pa.int64()),
         ("token_count_source", pa.string()),
+        ("usage_completion_tokens", pa.int64()),
+        ("usage_reasoning_tokens", pa.int64()),
+        ("chunk_tokens_sum", pa.int64()),
+        ("think_open", pa.bool_()),
+        ("thinking_truncated", pa.bool_()),
         ("finish_reason", pa.string()),
         ("status", pa.string()),
         ("error_type", pa.string()),

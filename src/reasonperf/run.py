@@ -28,8 +28,10 @@ from reasonperf.client.openai import (
 )
 from reasonperf.client.progress import LiveProgress
 from reasonperf.client.runner import RunClock, event_loop_factory, run_load
+from reasonperf.client.think_open import resolve_prompt_opens_think
+from reasonperf.client.tokenizer import Tokenizer, start_run_tokenizer
 from reasonperf.config import RunSpec, load_run_spec
-from reasonperf.engines import Engine, make_engine
+from reasonperf.engines import Engine, LaunchedEngine, make_engine
 from reasonperf.errors import UsageError
 from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
 from reasonperf.store import RUN_JSON, RunStore
@@ -129,16 +131,20 @@ def execute_run(
         engine = make_engine(spec.engine)
     interrupted = False
     try:
+        # Started before the engine, so a bad --tokenizer fails in seconds.
+        tokenizer_ready = start_run_tokenizer(spec.tokenizer, _local_model_dir(engine))
         if owns_engine:
             with console.status(f"starting engine ({spec.engine.kind}) ..."):
                 engine.start(store.dir)
+        tokenizer, info["tokenizer"] = tokenizer_ready()
         info["engine"] = engine.describe()
         info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
         store.write_json(RUN_JSON, info)
         if plans:
             try:
                 with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-                    runner.run(_drive(spec, engine, plans, arrival, store, clock, info, console))
+                    runner.run(_drive(spec, engine, plans, arrival, store, clock, info, console,
+                                      tokenizer=tokenizer))
             except KeyboardInterrupt:
                 interrupted = True
     finally:
@@ -153,6 +159,14 @@ def execute_run(
     return RunResult(store.dir, summary, interrupted, list(info.get("warnings", [])))
 
 
+def _local_model_dir(engine: Any) -> str | None:
+    """The model directory of an engine we launch (its tokenizer is then ours to read)."""
+    if not isinstance(engine, LaunchedEngine):
+        return None
+    model = str(engine.model)
+    return model if Path(model).is_dir() else None
+
+
 async def _drive(
     spec: RunSpec,
     engine: Any,
@@ -162,8 +176,12 @@ async def _drive(
     clock: RunClock,
     info: dict[str, Any],
     console: Console,
+    tokenizer: Tokenizer | None = None,
 ) -> None:
     concurrency = arrival.concurrency or arrival.batch_size or min(len(plans), 256)
+    opens, evidence = resolve_prompt_opens_think(spec.think_open, spec.api, plans, tokenizer)
+    info["think_open"] = {"setting": spec.think_open, "prompt_opens_think": opens,
+                          "evidence": evidence}
     cfg = EndpointConfig(
         base_url=engine.base_url,
         model=engine.served_model,
@@ -171,6 +189,8 @@ async def _drive(
         api_key=os.environ.get(spec.engine.api_key_env) or None,
         timeout_s=spec.timeout_s,
         store_text=spec.store_text,
+        tokenizer=tokenizer.count if tokenizer else None,
+        prompt_opens_think=opens,
     )
     stop = asyncio.Event()
     sampler = TelemetrySampler(

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from reasonperf.client.split import Piece, classify, split_tokens
+from reasonperf.client.split import Piece, classify, split_tokens, thinking_truncated
 from reasonperf.client.sse import SSEEvent, SSEParser
 from reasonperf.errors import UsageError
 from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
@@ -29,6 +29,7 @@ APIS = {"chat": "/chat/completions", "completions": "/completions"}
 _DONE = b"[DONE]"
 _MAX_MESSAGE = 200
 _DRAIN_S = 0.5  # after [DONE], how long to wait for the body's end (to reuse the connection)
+_PROBE_TOKENS = 4  # the continuous-usage probe needs more than one content chunk
 
 CancelFn = Callable[[RequestRecord, list[ChunkEvent]], None]
 
@@ -44,6 +45,9 @@ class EndpointConfig:
     store_text: bool = True
     extra_body: dict[str, Any] = field(default_factory=dict)
     tokenizer: Callable[[str], int] | None = None  # counts tokens of a text, optional
+    # The rendered prompt ends in <think> (chat template or completions prompt): tagless
+    # content is reasoning until </think>. Decided per run (see client.think_open).
+    prompt_opens_think: bool = False
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -161,7 +165,10 @@ class _Stream:
             if choices:
                 self.chunk_usage = True
             if ct is not None:
-                if self.chunk_usage:
+                # Only a chunk with choices has a count of its own. A gap between the
+                # last of them and the final usage chunk is a disagreement for the token
+                # check, never a phantom chunk.
+                if choices:
                     n_tokens = ct - self._prev_completion
                     self._prev_completion = ct
                 self.completion_tokens = ct
@@ -174,8 +181,6 @@ class _Stream:
                 if rt is not None:
                     self.usage_reasoning_tokens = rt
         if not choices:
-            if n_tokens:
-                self.pieces.append(Piece(t, "content", "", n_tokens))
             return
         choice = choices[0]
         fr = choice.get("finish_reason")
@@ -267,8 +272,10 @@ async def send_request(
 
 
 async def probe_continuous_usage(session: aiohttp.ClientSession, cfg: EndpointConfig) -> bool:
-    """One 1-token request asking for continuous_usage_stats: True when the server accepts
-    it and puts usage on chunks that carry choices (not only on the final usage chunk)."""
+    """One short request asking for continuous_usage_stats: True when the server accepts it
+    and every chunk that carries choices carries usage too. A server that puts the usage on
+    its last content chunk only answers False (a 1-token probe could not tell them apart).
+    Whatever the probe says, each request's counts are checked again when it ends."""
     plan = RequestPlan(
         request_id="probe",
         index=0,
@@ -276,7 +283,7 @@ async def probe_continuous_usage(session: aiohttp.ClientSession, cfg: EndpointCo
         problem_id="probe",
         sample_index=0,
         messages=[{"role": "user", "content": "Say hi."}],
-        max_tokens=1,
+        max_tokens=_PROBE_TOKENS,
     )
     probe_cfg = replace(cfg, continuous_usage=True, timeout_s=min(cfg.timeout_s, 60.0))
     payload = orjson.dumps(build_body(probe_cfg, plan))
@@ -286,16 +293,20 @@ async def probe_continuous_usage(session: aiohttp.ClientSession, cfg: EndpointCo
                 if resp.status != 200:
                     return False
                 parser = SSEParser()
+                with_usage = without_usage = 0
                 async for data in resp.content.iter_any():
                     for ev in parser.feed(data):
                         if ev.is_done:
-                            return False
+                            return with_usage > 0 and without_usage == 0
                         try:
                             obj = ev.json()
                         except ValueError:
                             return False
-                        if isinstance(obj, dict) and obj.get("choices") and obj.get("usage"):
-                            return True
+                        if isinstance(obj, dict) and obj.get("choices"):
+                            if obj.get("usage"):
+                                with_usage += 1
+                            else:
+                                without_usage += 1
     except (TimeoutError, aiohttp.ClientError, OSError):
         return False
     return False
@@ -330,10 +341,14 @@ def _finish(
     error: tuple[str, str] | None,
 ) -> list[ChunkEvent]:
     """Classify the pieces and fill the record's timing, token and text fields."""
-    split = classify(stream.pieces, record.request_id)
+    split = classify(stream.pieces, record.request_id, cfg.prompt_opens_think)
     tokens = split_tokens(
         split, stream.completion_tokens, stream.usage_reasoning_tokens, cfg.tokenizer
     )
+    record.usage_completion_tokens = stream.completion_tokens
+    record.usage_reasoning_tokens = stream.usage_reasoning_tokens
+    record.chunk_tokens_sum = split.chunk_tokens_sum
+    record.think_open = split.think_open
     record.first_token_s = split.first_token_s
     record.first_visible_s = split.first_visible_s
     record.reasoning_end_s = split.reasoning_end_s
@@ -348,6 +363,7 @@ def _finish(
     if error is None:
         record.status = "ok"
         record.finish_reason = stream.finish_reason
+        record.thinking_truncated = thinking_truncated(split, stream.finish_reason)
     else:
         error_type, message = error
         record.status = "error"

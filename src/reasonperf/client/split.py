@@ -7,6 +7,14 @@ Servers mark reasoning in one of four ways: a separate delta field (``reasoning`
 once ``</think>`` arrives. So the client records raw :class:`Piece` s (arrival time taken
 when the bytes arrived) and classifies them here, at the end, with pure functions; the
 late classification changes no timing.
+
+Whether content starts inside ``<think>`` is decided per request from evidence: the caller
+knows the rendered prompt ends in ``<think>`` (``assume_open_think``), or the content has a
+``</think>`` with no ``<think>`` before it. A request cut by max_tokens before any answer
+text ended inside its thinking: it has no first visible token (``thinking_truncated``).
+
+Per-chunk token counts are used only when every piece carries its own: a server that puts
+the usage on its last content chunk alone would otherwise hand one chunk the whole count.
 """
 
 from __future__ import annotations
@@ -46,7 +54,9 @@ class Split:
     first_token_s: float | None  # first piece with any generated text (tags included)
     first_visible_s: float | None  # first answer text
     reasoning_end_s: float | None  # last reasoning text
-    has_chunk_tokens: bool  # every token count came from per-chunk usage
+    has_chunk_tokens: bool  # every piece carried its own count (continuous usage)
+    chunk_tokens_sum: int | None  # sum of the per-chunk counts; None unless has_chunk_tokens
+    think_open: bool | None  # content read as starting inside <think>; None: reasoning field
 
 
 @dataclass(slots=True)
@@ -68,9 +78,10 @@ def classify(
     token sums stay complete; zero-character events never set the timing fields.
     Tag parsing applies only when no reasoning field was used. ``assume_open_think``
     treats tagless content as reasoning (a pre-opened ``<think>`` cut before its close).
+    When some piece lacks a count, no event gets one (the counts are not per chunk).
     """
     use_tags = not any(p.field == REASONING and p.text for p in pieces)
-    regions = _tag_regions(pieces, assume_open_think) if use_tags else None
+    regions, think_open = _tag_regions(pieces, assume_open_think) if use_tags else (None, None)
 
     events: list[ChunkEvent] = []
     blanks: list[int] = []  # indexes of zero-char events whose kind is inherited
@@ -78,9 +89,11 @@ def classify(
     answer_parts: list[str] = []
     first_token = first_visible = reasoning_end = None
     has_chunk_tokens = bool(pieces) and all(p.n_tokens is not None for p in pieces)
+    chunk_sum = sum(p.n_tokens or 0 for p in pieces) if has_chunk_tokens else None
     offset = 0  # position of the piece in the concatenated content
 
     for p in pieces:
+        n_tokens = p.n_tokens if has_chunk_tokens else None
         if p.text and first_token is None:
             first_token = p.t_s
         if p.field == REASONING or regions is None:
@@ -91,12 +104,12 @@ def classify(
             parts, tag_kind = _cut(p.text, offset, regions)
             offset += len(p.text)
         if not parts:
-            if p.n_tokens:
+            if n_tokens:
                 if tag_kind is None:
                     blanks.append(len(events))
-                events.append(ChunkEvent(request_id, p.t_s, tag_kind or ANSWER, p.n_tokens, 0))
+                events.append(ChunkEvent(request_id, p.t_s, tag_kind or ANSWER, n_tokens, 0))
             continue
-        shares = _apportion(p.n_tokens, [len(text) for _, text in parts])
+        shares = _apportion(n_tokens, [len(text) for _, text in parts])
         for (kind, text), n in zip(parts, shares, strict=True):
             events.append(ChunkEvent(request_id, p.t_s, kind, n, len(text)))
             if kind == REASONING:
@@ -116,7 +129,15 @@ def classify(
         first_visible_s=first_visible,
         reasoning_end_s=reasoning_end,
         has_chunk_tokens=has_chunk_tokens,
+        chunk_tokens_sum=chunk_sum,
+        think_open=think_open,
     )
+
+
+def thinking_truncated(split: Split, finish_reason: str | None) -> bool:
+    """Cut by max_tokens while still thinking: reasoning but not one answer character."""
+    has_reasoning = bool(split.reasoning_text) or any(e.kind == REASONING for e in split.events)
+    return finish_reason == "length" and has_reasoning and not split.answer_text
 
 
 def split_tokens(
@@ -127,11 +148,13 @@ def split_tokens(
 ) -> TokenSplit:
     """Split completion tokens into reasoning/answer, best source first.
 
-    continuous_usage (per-chunk counts, summed by kind) > usage_details (the server's
-    reasoning_tokens) > usage (no reasoning text at all: the split is exact) > tokenizer
-    (count the reasoning text) > chunks (apportion by characters). A usage_details value
-    of 0 next to non-empty reasoning text is ignored as unreliable. SSE chunks are never
-    counted as tokens.
+    continuous_usage (per-chunk counts, summed by kind, when their sum equals the final
+    usage) > usage_details (the server's reasoning_tokens) > usage (no reasoning text at
+    all: the split is exact) > tokenizer (count the reasoning text) > chars (apportion by
+    characters). A usage_details value of 0 next to non-empty reasoning text is ignored as
+    unreliable. SSE chunks are never counted as tokens. A per-chunk sum that disagrees with
+    the final usage is not hidden: the record keeps both (``chunk_tokens_sum``,
+    ``usage_completion_tokens``) and the token check reports it.
     """
     has_reasoning = bool(split.reasoning_text)
     if split.has_chunk_tokens and split.events:
@@ -159,7 +182,7 @@ def split_tokens(
         return TokenSplit(completion_tokens, r, completion_tokens - r, "tokenizer")
     rc, ac = len(split.reasoning_text), len(split.answer_text)
     r = round(completion_tokens * rc / (rc + ac))
-    return TokenSplit(completion_tokens, r, completion_tokens - r, "chunks")
+    return TokenSplit(completion_tokens, r, completion_tokens - r, "chars")
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -168,14 +191,17 @@ def split_tokens(
 _Region = tuple[int, int, str | None]
 
 
-def _tag_regions(pieces: Sequence[Piece], assume_open_think: bool) -> list[_Region]:
+def _tag_regions(
+    pieces: Sequence[Piece], assume_open_think: bool
+) -> tuple[list[_Region], bool]:
+    """Regions of the content, and whether it starts inside a (pre-opened) <think>."""
     content = "".join(p.text for p in pieces if p.field != REASONING)
     n = len(content)
     close = content.find(CLOSE_TAG)
     search_end = close if close >= 0 else n
     open_ = content.find(OPEN_TAG, 0, search_end)
     if open_ < 0 and close < 0 and not assume_open_think:
-        return [(0, n, ANSWER)]
+        return [(0, n, ANSWER)], False
     regions: list[_Region] = []
     if open_ >= 0:
         # Text before <think> is template noise unless it has something visible.
@@ -191,7 +217,7 @@ def _tag_regions(pieces: Sequence[Piece], assume_open_think: bool) -> list[_Regi
         regions.append((close + len(CLOSE_TAG), n, ANSWER))
     else:
         regions.append((r_start, n, REASONING))
-    return [r for r in regions if r[1] > r[0]]
+    return [r for r in regions if r[1] > r[0]], open_ < 0
 
 
 def _cut(text: str, offset: int, regions: list[_Region]) -> tuple[list[tuple[str, str]], str | None]:

@@ -8,6 +8,9 @@
   (attention and MLP write nothing), embeddings are one-hot over the script, and lm_head
   maps each script token to its successor with a logit margin of 32, so greedy decoding and
   sampling at T <= 1 both emit ``<think>`` + reasoning words + ``</think>`` + an answer + EOS.
+* ``tiny-reasoner-open``: the same weights with a chat template that pre-opens ``<think>``
+  (as R1 distills and QwQ do): the prompt ends in ``<think>``, so the model generates the
+  reasoning, ``</think>`` and the answer, never an opening tag.
 
 Everything is built into a temporary directory and renamed into place after a marker file
 is written last, so a half-written model is never mistaken for a finished one.
@@ -31,7 +34,7 @@ from reasonperf.errors import UsageError
 CACHE_ENV = "REASONPERF_CACHE"
 MARKER = ".reasonperf-complete"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
-TEST_MODEL_NAMES = ("tiny-random", "tiny-reasoner")
+TEST_MODEL_NAMES = ("tiny-random", "tiny-reasoner", "tiny-reasoner-open")
 BUILD_VERSION = "1"  # bump when a construction changes, to rebuild cached copies
 
 THINK_OPEN = "<think>"
@@ -53,6 +56,11 @@ CHAT_TEMPLATE = (
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# The R1-distill habit: the generation prompt opens the thinking for the model. It ends in
+# the tag itself (R1 adds a newline): the scripted model continues from its last token.
+OPEN_THINK_CHAT_TEMPLATE = CHAT_TEMPLATE.replace(
+    "'<|im_start|>assistant\n'", "'<|im_start|>assistant\n' + '" + THINK_OPEN + "'"
 )
 
 # Words the test tokenizer learns as whole tokens (everything else splits into pieces).
@@ -200,6 +208,10 @@ def build_test_models(cache_dir: Path) -> dict[str, Path]:
     return {
         "tiny-random": _build_once(root / "tiny-random", _build_tiny_random),
         "tiny-reasoner": _build_once(root / "tiny-reasoner", _build_tiny_reasoner),
+        "tiny-reasoner-open": _build_once(
+            root / "tiny-reasoner-open",
+            lambda out: _build_tiny_reasoner(out, OPEN_THINK_CHAT_TEMPLATE),
+        ),
     }
 
 
@@ -247,7 +259,7 @@ def build_tokenizer() -> Any:
     return tok
 
 
-def _write_tokenizer(tok: Any, out: Path) -> None:
+def _write_tokenizer(tok: Any, out: Path, chat_template: str = CHAT_TEMPLATE) -> None:
     tok.save(str(out / "tokenizer.json"))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -259,7 +271,7 @@ def _write_tokenizer(tok: Any, out: Path) -> None:
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": 8192,
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": chat_template,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     special = {"bos_token": BOS, "eos_token": EOS, "unk_token": UNK, "pad_token": BOS}
@@ -294,7 +306,7 @@ def _llama_config(tok: Any, **sizes: Unpack[_LlamaSizes]) -> Any:
     )
 
 
-def _save_model(model: Any, tok: Any, out: Path) -> None:
+def _save_model(model: Any, tok: Any, out: Path, chat_template: str = CHAT_TEMPLATE) -> None:
     import torch
     from transformers import GenerationConfig
 
@@ -304,7 +316,7 @@ def _save_model(model: Any, tok: Any, out: Path) -> None:
         pad_token_id=tok.token_to_id(BOS),
     )
     model.to(torch.bfloat16).save_pretrained(out)
-    _write_tokenizer(tok, out)
+    _write_tokenizer(tok, out, chat_template)
 
 
 def _build_tiny_random(out: Path) -> None:
@@ -352,8 +364,11 @@ def reasoner_script(tok: Any) -> list[int]:
     return ids
 
 
-def _build_tiny_reasoner(out: Path) -> None:
-    """One-hot embeddings over the script (+1 slot for all other tokens), zero writes."""
+def _build_tiny_reasoner(out: Path, chat_template: str = CHAT_TEMPLATE) -> None:
+    """One-hot embeddings over the script (+1 slot for all other tokens), zero writes.
+
+    The next token depends only on the current one, so a prompt ending in ``<think>``
+    (``OPEN_THINK_CHAT_TEMPLATE``) continues the script with the reasoning."""
     import torch
     from transformers import LlamaForCausalLM
 
@@ -384,4 +399,4 @@ def _build_tiny_reasoner(out: Path) -> None:
                 head[script[slot + 1], slot] = margin
         head[script[0], other_slot] = margin
         head[script[0], len(script) - 1] = margin  # after EOS (ignore_eos): start again
-    _save_model(model, tok, out)
+    _save_model(model, tok, out, chat_template)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reasonperf.metrics.request import METRICS, itl_values, request_metrics
+from reasonperf.metrics.token_check import token_check
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -46,20 +47,6 @@ def _counts(table: pa.Table, col: str) -> dict[str, int]:
         key = "none" if v is None else str(v)
         out[key] = out.get(key, 0) + 1
     return out
-
-
-def token_check(requests: pa.Table, tolerance: int = 0) -> dict[str, Any]:
-    """reasoning + answer against completion tokens, per request; lists the mismatches."""
-    bad = []
-    for row in requests.select(
-        ["request_id", "completion_tokens", "reasoning_tokens", "answer_tokens"]
-    ).to_pylist():
-        c, r, a = row["completion_tokens"], row["reasoning_tokens"], row["answer_tokens"]
-        if c is None or r is None or a is None:
-            continue
-        if abs((r + a) - c) > tolerance:
-            bad.append({"request_id": row["request_id"], "completion": c, "reasoning": r, "answer": a})
-    return {"checked": requests.num_rows, "mismatches": len(bad), "examples": bad[:5]}
 
 
 def slo_mask(metrics: dict[str, np.ndarray], slo: dict[str, float]) -> np.ndarray:

@@ -64,7 +64,13 @@ def render_summary(summary: dict[str, Any], console: Console, run_dir: str | Non
     t.add_row("tokens reasoning / answer", f"{tok.get('reasoning')} / {tok.get('answer')}")
     t.add_row("token count source", str(tok.get("count_source")))
     chk = tok.get("check", {})
-    t.add_row("reasoning+answer = completion", "ok" if not chk.get("mismatches") else f"{chk['mismatches']} mismatches")
+    if not chk.get("checked"):
+        verdict = "not checked (no second count to compare)"
+    elif chk.get("mismatches"):
+        verdict = f"{chk['mismatches']} mismatches of {chk['checked']} checked"
+    else:
+        verdict = f"ok ({chk['checked']} checked)"
+    t.add_row("token counts agree (chunks / usage)", verdict)
     console.print(t)
 
     srv = summary.get("server") or {}

@@ -145,7 +145,11 @@ def _token_check(t: dict[str, Any]) -> str:
     chk = t.get("check") or {}
     if not chk:
         return MISSING
-    return "ok" if not chk.get("mismatches") else f"{chk['mismatches']:,} mismatches"
+    if not chk.get("checked"):
+        return "not checked"
+    if chk.get("mismatches"):
+        return f"{chk['mismatches']:,} mismatches of {chk['checked']:,}"
+    return f"ok ({chk['checked']:,} checked)"
 
 
 def _counts(d: Any) -> str:
@@ -179,7 +183,7 @@ HEADLINE: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("Tokens", "reasoning (share)", lambda s: _reasoning_share(s.get("tokens") or {})),
     ("Tokens", "answer", lambda s: fmt_int(_dig(s, "tokens", "answer"))),
     ("Tokens", "count source", lambda s: _counts(_dig(s, "tokens", "count_source"))),
-    ("Tokens", "reasoning + answer = completion", lambda s: _token_check(s.get("tokens") or {})),
+    ("Tokens", "token counts agree (chunks / usage)", lambda s: _token_check(s.get("tokens") or {})),
     ("Server", "KV cache mean / p95 / max", lambda s: " / ".join(
         fmt_pct(_dig(s, "server", f"kv_cache_usage_{k}")) for k in ("mean", "p95", "max"))
         if _dig(s, "server", "kv_cache_usage_mean") is not None else MISSING),
