@@ -46,6 +46,7 @@ class Programme:
     usage: bool = True  # honour stream_options.include_usage
     usage_details: bool = False  # add usage.completion_tokens_details.reasoning_tokens
     continuous_usage: bool = True  # False: answer 400 to continuous_usage_stats
+    no_usage_every: int = 0  # k > 0: every k-th request received gets no usage at all
     faults: dict[str, float] = field(default_factory=dict)  # fault kind -> probability
     fault_after: int = 10  # tokens sent before a cut / malformed / hang fault
 
@@ -212,6 +213,8 @@ class FakeServer:
             return _error(429, "rate limited")
         if fault == "http500":
             return _error(500, "internal server error")
+        if prog.no_usage_every and self.requests_received % prog.no_usage_every == 0:
+            prog = replace(prog, usage=False)  # a server that ignores stream_options here
         job = _Job(self, prog, body, chat, start, fault)
         return await job.run(request)
 
