@@ -9,9 +9,8 @@ says why each left-out request was left out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -122,7 +121,12 @@ def request_metrics(requests: pa.Table) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- ITL
 
 
-def itl_stats(chunks: pa.Table) -> tuple[np.ndarray, dict[str, Any]]:
+class ItlInfo(TypedDict):
+    requests_qualified: int
+    excluded: dict[str, int]
+
+
+def itl_stats(chunks: pa.Table) -> tuple[np.ndarray, ItlInfo]:
     """Inter-token latency, one value per token after the first token event of a request,
     and {requests_qualified, excluded: reason -> requests}.
 
@@ -134,7 +138,7 @@ def itl_stats(chunks: pa.Table) -> tuple[np.ndarray, dict[str, Any]]:
     guessing that a chunk is one token is exactly the mistake this tool exists to avoid.
     """
     if chunks.num_rows == 0:
-        return np.empty(0), {"requests_qualified": 0, "excluded": {}}
+        return np.empty(0), ItlInfo(requests_qualified=0, excluded={})
     rid = np.asarray(chunks.column("request_id").to_numpy(zero_copy_only=False))
     t = col(chunks, "t_s")
     n = col(chunks, "n_tokens")
@@ -157,7 +161,7 @@ def itl_stats(chunks: pa.Table) -> tuple[np.ndarray, dict[str, Any]]:
     excluded: dict[str, int] = {}
     _add(excluded, NO_CHUNK_COUNT, int(uncounted.sum()))
     _add(excluded, NO_TIMED_GAP, int((~uncounted & ~has_gap).sum()))
-    info = {"requests_qualified": int(has_gap.sum()), "excluded": excluded}
+    info = ItlInfo(requests_qualified=int(has_gap.sum()), excluded=excluded)
     if len(gaps) == 0:
         return np.empty(0), info
     return np.repeat(gaps / n_next, n_next), info
@@ -167,5 +171,3 @@ def itl_values(chunks: pa.Table) -> np.ndarray:
     """The ITL values of ``itl_stats`` alone."""
     return itl_stats(chunks)[0]
 
-
-RequestFn = Callable[[pa.Table], np.ndarray]

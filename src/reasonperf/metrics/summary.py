@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from reasonperf.metrics import catalog
 from reasonperf.metrics import throughput as tp
 from reasonperf.metrics.catalog import slo_mask
-from reasonperf.metrics.request import ERRORS, missing_reasons
+from reasonperf.metrics.request import ERRORS, itl_stats, missing_reasons
 
 PERCENTILES = (50, 90, 95, 99)
 __all__ = ["describe", "slo_mask", "summarize", "token_check"]
@@ -90,13 +90,11 @@ def latency_block(values: np.ndarray, requests: pa.Table, metric: catalog.Metric
     return block
 
 
-def _itl_block(chunks: pa.Table | None, requests: pa.Table, ok_ids: pa.Array) -> dict[str, Any]:
-    if chunks is None:
-        chunks = pa.table({"request_id": pa.array([], pa.string())})
+def _itl_block(chunks: pa.Table, requests: pa.Table, ok_ids: pa.Array) -> dict[str, Any]:
+    """ITL over the ok requests whose every chunk has a count, with who qualified."""
     ok_chunks = chunks.filter(pc.is_in(chunks.column("request_id"), ok_ids))
     ok_ids_set = set(ok_ids.to_pylist())
-    values, info = catalog.get("itl").compute(ok_chunks) if ok_chunks.num_rows else (
-        np.empty(0), {"requests_qualified": 0, "excluded": {}})
+    values, info = itl_stats(ok_chunks)
     block: dict[str, Any] = describe(values)
     excluded: dict[str, int] = {}
     n_err = requests.num_rows - len(ok_ids_set)

@@ -130,9 +130,11 @@ class TelemetrySampler:
             return
         deadline = self._clock() + self.drain_timeout_s
         while self._clock() < deadline:
+            self._scrapes += 1
             try:
                 values = await scrape(session, self.metrics_url)
             except Exception:
+                self._scrape_failures += 1
                 return
             if not values.get(REQUESTS_RUNNING) and not values.get(REQUESTS_WAITING):
                 return
