@@ -42,13 +42,19 @@ class MetricDef:
 
 
 LATENCY = [(m, s) for m in ("ttft", "ttfvt", "e2e", "tpot") for s in ("p50", "mean")]
-# names, labels, units and directions from the metric catalogue (lower is better: kind
-# "latency"); accuracy keeps the unit "" this module formats as a percentage
+# names, labels, units and directions from the metric catalogue; accuracy keeps the unit
+# "" this module formats as a percentage
+
+
+def _kind(name: str) -> str:
+    """The verdict words of a catalogued metric: lower is better reads "latency"."""
+    return "latency" if catalog.get(name).direction == "lower" else "throughput"
+
+
 METRICS = [
-    *(MetricDef(f"{m}_{s}", f"{catalog.get(m).label} {s}", "latency", catalog.get(m).unit)
+    *(MetricDef(f"{m}_{s}", f"{catalog.get(m).label} {s}", _kind(m), catalog.get(m).unit)
       for m, s in LATENCY),
-    MetricDef("output_tps", catalog.get("output_tps").label,
-              "latency" if catalog.get("output_tps").direction == "lower" else "throughput",
+    MetricDef("output_tps", catalog.get("output_tps").label, _kind("output_tps"),
               catalog.get("output_tps").unit),
     MetricDef("accuracy", catalog.get("accuracy").label, "accuracy", ""),
 ]

@@ -35,8 +35,9 @@ OFFSET_WORDS = (
     "client / engine mean; the engine's clock starts when the request reaches its frontend "
     "and stops when the token leaves the model, the client's when the request is sent and "
     "when the chunk is read, so the client is expected to be slower by a small offset per "
-    "request (HTTP transit both ways, request parsing and chat templating, detokenising "
-    "and SSE framing)"
+    "request (HTTP transit both ways; the API server's parsing, chat templating and "
+    "tokenizing before the engine stamps the arrival, one request at a time, so a burst "
+    "waits in line there; detokenising and SSE framing on the way back)"
 )
 
 

@@ -73,7 +73,7 @@ def render_summary(summary: dict[str, Any], console: Console, run_dir: str | Non
     cov = tp.get("token_coverage")
     t.add_row("output tok/s", _with_coverage(tp.get("output_tps"), cov))
     t.add_row("visible (answer) tok/s", _with_coverage(tp.get("visible_tps"), cov))
-    t.add_row("paper-compatible tok/s", _f(tp.get("paper_tps"), digits=1))
+    t.add_row("paper-compatible tok/s", _with_coverage(tp.get("paper_tps"), cov))
     if "goodput" in tp:
         t.add_row(f"goodput req/s (SLO {tp['slo']})", _f(tp.get("goodput")))
         t.add_row("SLO attainment", _f(tp.get("slo_attainment")))
@@ -105,9 +105,9 @@ def render_summary(summary: dict[str, Any], console: Console, run_dir: str | Non
         tr.add_column("k")
         tr.add_column("v", justify="right")
         tok = truth["tokens"]
-        tr.add_row("completion tokens client / engine", f"{tok.get('client')} / {tok.get('engine')}")
+        tr.add_row("completion tokens client / engine", f"{_f(tok.get('client'))} / {_f(tok.get('engine'))}")
         req = truth["requests"]
-        tr.add_row("requests client / engine", f"{req.get('client')} / {req.get('engine')}")
+        tr.add_row("requests client / engine", f"{_f(req.get('client'))} / {_f(req.get('engine'))}")
         for key, label in (("ttft", "TTFT"), ("e2e", "E2E")):
             d = truth[key]
             if d.get("ratio") is None:
