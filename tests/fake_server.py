@@ -50,6 +50,7 @@ class Programme:
     # separate usage chunk), as some servers do
     usage_on_last_chunk: bool = False
     final_usage_skew: int = 0  # added to the final usage's completion_tokens (a lying server)
+    no_usage_every: int = 0  # k > 0: every k-th request received gets no usage at all
     faults: dict[str, float] = field(default_factory=dict)  # fault kind -> probability
     fault_after: int = 10  # tokens sent before a cut / malformed / hang fault
 
@@ -216,6 +217,8 @@ class FakeServer:
             return _error(429, "rate limited")
         if fault == "http500":
             return _error(500, "internal server error")
+        if prog.no_usage_every and self.requests_received % prog.no_usage_every == 0:
+            prog = replace(prog, usage=False)  # a server that ignores stream_options here
         job = _Job(self, prog, body, chat, start, fault)
         return await job.run(request)
 

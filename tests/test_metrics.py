@@ -30,7 +30,8 @@ def test_request_metrics_definitions():
     m = request_metrics(_table(ROWS))
     assert np.allclose(m["ttft"][:2], [0.2, 0.2])
     assert np.allclose(m["ttfvt"][:2], [1.3, 0.2])
-    assert np.allclose(m["thinking_s"][:2], [1.0, 0.0])
+    assert math.isclose(m["thinking_s"][0], 1.0)
+    assert math.isnan(m["thinking_s"][1])  # no reasoning: n/a, not a measured 0.0
     assert np.allclose(m["e2e"][:2], [1.8, 2.2])
     assert np.allclose(m["client_queue_s"][:2], [0.5, 0.0])
     assert np.allclose(m["tpot"][:2], [1.6 / 16, 2.0 / 20])

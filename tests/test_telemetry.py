@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
+import numpy as np
 import prometheus_client
 import pytest
 from aiohttp import web
@@ -91,6 +92,7 @@ def test_parse_vllm_text_from_installed_vllm() -> None:
     loggers = pytest.importorskip("vllm.v1.metrics.loggers")
     spec_metrics = pytest.importorskip("vllm.v1.spec_decode.metrics")
     stats = pytest.importorskip("vllm.v1.metrics.stats")
+    FinishReason = pytest.importorskip("vllm.v1.engine").FinishReason  # noqa: N806
 
     reg = CollectorRegistry()
     in_reg = functools.partial
@@ -130,6 +132,9 @@ def test_parse_vllm_text_from_installed_vllm() -> None:
         it.num_generation_tokens = 50 + engine
         it.num_preempted_reqs = 1
         it.prompt_token_stats.total = 70
+        it.time_to_first_tokens_iter = [0.25 + engine]
+        it.finished_requests = [stats.FinishedRequestStats(
+            finish_reason=FinishReason.STOP, e2e_latency=2.0 + engine, num_generation_tokens=5)]
         logger.record(sched, it, engine_idx=engine)
 
     values = parse_metrics(generate_latest(reg).decode())
@@ -143,6 +148,11 @@ def test_parse_vllm_text_from_installed_vllm() -> None:
     assert values[names.PROMPT_TOKENS_TOTAL] == 140
     assert values[names.SPEC_DECODE_DRAFT_TOKENS_TOTAL] == 4
     assert values[names.SPEC_DECODE_ACCEPTED_TOKENS_TOTAL] == 2
+    # the engine's own latency histograms, for the summary's truth section
+    assert values[names.TTFT_SECONDS_SUM] == pytest.approx(1.5)
+    assert values[names.TTFT_SECONDS_COUNT] == 2
+    assert values[names.E2E_SECONDS_SUM] == pytest.approx(5.0)
+    assert values[names.E2E_SECONDS_COUNT] == 2
 
 
 SGLANG_TEXT = """\
@@ -193,6 +203,8 @@ def test_parse_sglang_text() -> None:
         names.PREFIX_CACHE_QUERIES_TOTAL: 8.128902e6,
         names.PROMPT_TOKENS_TOTAL: 8.128902e6,
         names.GENERATION_TOKENS_TOTAL: 7.557572e6,
+        names.TTFT_SECONDS_SUM: 3.5,
+        names.TTFT_SECONDS_COUNT: 9.0,
     }
 
 
@@ -303,8 +315,10 @@ def test_sampler_samples_at_absolute_ticks_until_stop() -> None:
         }
         assert all(s.source == names.SOURCE_ENGINE and s.t_s == batch[0].t_s for s in batch)
     tokens = [s.value for b in batches for s in b if s.metric == names.GENERATION_TOKENS_TOTAL]
-    # one scrape per tick; the drain may scrape in between before the final sample
-    assert tokens[:-1] == [100.0 * (i + 1) for i in range(n - 1)]
+    # one scrape per tick; the drains (before the baseline, until the engine shows no
+    # running request, and before the final sample) may scrape in between
+    assert np.diff(tokens[:-1]).tolist() == [100.0] * (n - 2)
+    assert tokens[0] == 400.0  # drain scrapes 1-3 (3 shows none running), baseline 4
     assert tokens[-1] > tokens[-2]
 
 

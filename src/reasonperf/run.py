@@ -202,6 +202,8 @@ async def _drive(
         elif spec.continuous_usage == "auto":
             cfg.continuous_usage = await probe_continuous_usage(session, cfg)
         info["continuous_usage"] = cfg.continuous_usage
+        # the probe is one engine request the run does not record (summary: truth)
+        info["segments"][-1]["probe_requests"] = int(spec.continuous_usage == "auto")
 
         async def send(plan: RequestPlan) -> tuple[RequestRecord, list[ChunkEvent]]:
             return await send_request(session, cfg, plan, clock, info["run_id"])

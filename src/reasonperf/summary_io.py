@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from reasonperf.metrics.server import server_summary
 from reasonperf.metrics.summary import summarize
+from reasonperf.metrics.truth import truth_summary
 from reasonperf.records import REQUEST_SCHEMA
 from reasonperf.store import RUN_JSON, RunStore
 
@@ -37,7 +38,8 @@ def compute_summary(
 ) -> dict[str, Any]:
     """Every section of summary.json from run.json and the three tables (writes nothing)."""
     spec = info.get("spec", {})
-    summary = summarize(requests, chunks, slo=spec.get("slo") or {})
+    segments = info.get("segments") or []
+    summary = summarize(requests, chunks, slo=spec.get("slo") or {}, segments=segments)
     summary["run"] = {
         "run_id": info.get("run_id"),
         "name": info.get("name"),
@@ -48,8 +50,12 @@ def compute_summary(
         "continuous_usage": info.get("continuous_usage"),
     }
     summary["server"] = server_summary(timeline, summary["tokens"]["completion"])
+    probes = sum(int(s.get("probe_requests") or 0) for s in segments)
+    summary["truth"] = truth_summary(requests, timeline, probes)
     summary["accuracy"] = accuracy_summary(requests)
-    summary["warnings"] = list(info.get("warnings") or [])
+    truth_flags = (summary["truth"] or {}).get("flags") or []
+    summary["warnings"] = [*(info.get("warnings") or []), *summary["warnings"],
+                           *(f"truth against the engine: {f}" for f in truth_flags)]
     return summary
 
 

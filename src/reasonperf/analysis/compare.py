@@ -25,6 +25,7 @@ import numpy as np
 from reasonperf.analysis import stats_util as su
 from reasonperf.analysis.base import ANALYSES, AnalysisResult, Figure, RunData, Series, Table
 from reasonperf.grading.stats import avg_at_n
+from reasonperf.metrics import catalog
 from reasonperf.metrics.request import request_metrics
 
 TITLE = "Comparison against the baseline"
@@ -41,11 +42,21 @@ class MetricDef:
 
 
 LATENCY = [(m, s) for m in ("ttft", "ttfvt", "e2e", "tpot") for s in ("p50", "mean")]
+# names, labels, units and directions from the metric catalogue; accuracy keeps the unit
+# "" this module formats as a percentage
+
+
+def _kind(name: str) -> str:
+    """The verdict words of a catalogued metric: lower is better reads "latency"."""
+    return "latency" if catalog.get(name).direction == "lower" else "throughput"
+
+
 METRICS = [
-    *(MetricDef(f"{m}_{s}", f"{m.upper() if m != 'e2e' else 'E2E'} {s}", "latency", "s")
+    *(MetricDef(f"{m}_{s}", f"{catalog.get(m).label} {s}", _kind(m), catalog.get(m).unit)
       for m, s in LATENCY),
-    MetricDef("output_tps", "output tok/s", "throughput", "tok/s"),
-    MetricDef("accuracy", "accuracy avg@n", "accuracy", ""),
+    MetricDef("output_tps", catalog.get("output_tps").label, _kind("output_tps"),
+              catalog.get("output_tps").unit),
+    MetricDef("accuracy", catalog.get("accuracy").label, "accuracy", ""),
 ]
 WORDS = {  # kind -> (word when the metric went up, word when it went down)
     "latency": ("slower", "faster"),

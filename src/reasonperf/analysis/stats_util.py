@@ -52,15 +52,10 @@ def ok_rows(requests: pa.Table) -> pa.Table:
 
 
 def truncated_flags(requests: pa.Table) -> np.ndarray:
-    """1.0 / 0.0 per request, NaN when unknown.
+    """1.0 / 0.0 per request, NaN when unknown: the catalogue's one definition."""
+    from reasonperf.metrics.catalog import truncated_flags as flags
 
-    The grader's ``truncated`` column when set; otherwise finish_reason == "length" (an
-    ungraded run still knows which answers hit max_tokens).
-    """
-    graded = num(requests, "truncated")
-    finish = text(requests, "finish_reason", missing="")
-    by_finish = np.where(finish == "", np.nan, (finish == "length").astype(np.float64))
-    return np.where(np.isnan(graded), by_finish, graded)
+    return flags(requests)
 
 
 def problem_keys(requests: pa.Table) -> np.ndarray:
@@ -387,13 +382,7 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def output_tps(ok: pa.Table) -> float | None:
-    """Output tokens per second over the run window (ARCHITECTURE.md 4.2, as in
-    ``metrics.summary``): sum completion_tokens / (last done_s - first sent_s), ok rows."""
-    if ok.num_rows == 0:
-        return None
-    done, sent = num(ok, "done_s"), num(ok, "sent_s")
-    if not (np.isfinite(done).any() and np.isfinite(sent).any()):
-        return None
-    window = float(np.nanmax(done) - np.nanmin(sent))
-    tokens = float(np.nansum(num(ok, "completion_tokens")))
-    return tokens / window if window > 0 else None
+    """Output tokens per second of ok rows: the catalogue's ``output_tps`` (one segment)."""
+    from reasonperf.metrics import catalog
+
+    return catalog.get("output_tps").compute(ok)

@@ -29,7 +29,7 @@ APIS = {"chat": "/chat/completions", "completions": "/completions"}
 _DONE = b"[DONE]"
 _MAX_MESSAGE = 200
 _DRAIN_S = 0.5  # after [DONE], how long to wait for the body's end (to reuse the connection)
-_PROBE_TOKENS = 4  # the continuous-usage probe needs more than one content chunk
+PROBE_TOKENS = 4  # the continuous-usage probe needs more than one content chunk
 
 CancelFn = Callable[[RequestRecord, list[ChunkEvent]], None]
 
@@ -283,7 +283,7 @@ async def probe_continuous_usage(session: aiohttp.ClientSession, cfg: EndpointCo
         problem_id="probe",
         sample_index=0,
         messages=[{"role": "user", "content": "Say hi."}],
-        max_tokens=_PROBE_TOKENS,
+        max_tokens=PROBE_TOKENS,
     )
     probe_cfg = replace(cfg, continuous_usage=True, timeout_s=min(cfg.timeout_s, 60.0))
     payload = orjson.dumps(build_body(probe_cfg, plan))

@@ -33,6 +33,11 @@ def _series(timeline: pa.Table, source: str, metric: str) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+def engine_series(timeline: pa.Table, metric: str) -> np.ndarray:
+    """The finite values of one engine metric, in time order."""
+    return _series(timeline, names.SOURCE_ENGINE, metric)
+
+
 def counter_increase(values: np.ndarray) -> float | None:
     """Increase of a counter over the samples, counting through resets; None if < 2."""
     if len(values) < 2:
@@ -84,7 +89,7 @@ def server_summary(
     """Server-side numbers of one run; JSON-serialisable, every key always present.
 
     ``client_completion_tokens``: the sum of completion_tokens the client counted, to
-    check against the engine's own generation counter (ARCHITECTURE.md 4.3).
+    check against the engine's own generation counter (docs/metrics.md, the truth section).
     """
     if timeline is None or timeline.num_rows == 0:
         timeline = TIMELINE_SCHEMA.empty_table()

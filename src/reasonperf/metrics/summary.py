@@ -1,22 +1,32 @@
-"""Per-run summary (ARCHITECTURE.md section 4.2), computed from the stored tables.
+"""Per-run summary, computed from the stored tables (definitions: metrics/catalog.py).
 
-Windows: throughput numbers divide by (last done_s - first sent_s) over ok requests, so a
-client that queued requests is not flattered. The study's own "TPS" divided by a window
-starting at the first visible token; it is reported as ``paper_tps`` for comparison only.
+Windows: throughput numbers divide by the active time of the run, per segment (first
+sent_s to last done_s of its ok requests), so a client that queued requests is not
+flattered and the downtime before a resume is not counted. The study's own "TPS" divided
+by a window starting at the first visible token; it is reported as ``paper_tps`` for
+comparison only.
+
+Every latency block states how many requests it covers and how many were left out and
+why (errors, no visible token, no reasoning, ...), in numbers and in words.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reasonperf.metrics.request import METRICS, itl_values, request_metrics
+from reasonperf.metrics import catalog
+from reasonperf.metrics import throughput as tp
+from reasonperf.metrics.catalog import slo_mask
+from reasonperf.metrics.request import ERRORS, itl_stats, missing_reasons
 from reasonperf.metrics.token_check import token_check
 
 PERCENTILES = (50, 90, 95, 99)
+__all__ = ["describe", "slo_mask", "summarize", "token_check"]
 
 
 def describe(values: np.ndarray) -> dict[str, float | int | None]:
@@ -36,11 +46,6 @@ def describe(values: np.ndarray) -> dict[str, float | int | None]:
     return out
 
 
-def _sum(table: pa.Table, col: str) -> int | None:
-    s = pc.sum(table.column(col)).as_py()
-    return int(s) if s is not None else None
-
-
 def _counts(table: pa.Table, col: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for v in table.column(col).to_pylist():
@@ -49,63 +54,93 @@ def _counts(table: pa.Table, col: str) -> dict[str, int]:
     return out
 
 
-def slo_mask(metrics: dict[str, np.ndarray], slo: dict[str, float]) -> np.ndarray:
-    """True where a request meets every SLO given (a missing metric fails the SLO)."""
-    n = len(next(iter(metrics.values()))) if metrics else 0
-    ok = np.ones(n, dtype=bool)
-    for name, limit in slo.items():
-        vals = metrics[name]
-        ok &= np.isfinite(vals) & (vals <= limit)
-    return ok
+def _note(n: int, total: int, excluded: dict[str, int], unit: str = "requests") -> str:
+    """The block's population in words: "18 of 23 requests; left out: 2 errors, ..."."""
+    head = f"{n} of {total} {unit}"
+    if not excluded:
+        return head
+    return head + "; left out: " + ", ".join(f"{k} {v}" for k, v in excluded.items())
+
+
+def latency_block(values: np.ndarray, requests: pa.Table, metric: catalog.Metric
+                  ) -> dict[str, Any]:
+    """describe() plus n, the exclusions by reason and a sentence saying so."""
+    block: dict[str, Any] = describe(values)
+    excluded = missing_reasons(requests, values, metric.needs)
+    block["requests"] = requests.num_rows
+    block["excluded"] = excluded
+    note = _note(block["count"], requests.num_rows, excluded)
+    n_ok = requests.num_rows - excluded.get(ERRORS, 0)
+    if metric.name == "thinking_s" and n_ok and excluded.get("no reasoning") == n_ok:
+        note = "n/a: no request reasoned (the model did not think); " + note
+    block["note"] = note
+    return block
+
+
+def _itl_block(chunks: pa.Table, requests: pa.Table, ok_ids: pa.Array) -> dict[str, Any]:
+    """ITL over the ok requests whose every chunk has a count, with who qualified."""
+    ok_chunks = chunks.filter(pc.is_in(chunks.column("request_id"), ok_ids))
+    ok_ids_set = set(ok_ids.to_pylist())
+    values, info = itl_stats(ok_chunks)
+    block: dict[str, Any] = describe(values)
+    excluded: dict[str, int] = {}
+    n_err = requests.num_rows - len(ok_ids_set)
+    if n_err:
+        excluded[ERRORS] = n_err
+    excluded.update(info["excluded"])
+    with_chunks = len(set(ok_chunks.column("request_id").to_pylist()))
+    if len(ok_ids_set) - with_chunks:
+        excluded["no chunk"] = len(ok_ids_set) - with_chunks
+    block.update(requests=requests.num_rows, requests_qualified=info["requests_qualified"],
+                 excluded=excluded,
+                 note=_note(info["requests_qualified"], requests.num_rows, excluded)
+                 + f" ({block['count']} token gaps)")
+    return block
 
 
 def summarize(
     requests: pa.Table,
     chunks: pa.Table | None = None,
     slo: dict[str, float] | None = None,
+    segments: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The client-side summary of one run (server and accuracy sections are added by
-    their own modules)."""
+    """The client-side summary of one run (server, truth and accuracy sections are added
+    by their own modules). ``segments``: run.json's, for per-segment windows."""
     slo = slo or {}
     status = requests.column("status").to_numpy(zero_copy_only=False)
     ok_mask = status == "ok"
     ok = requests.filter(pa.array(ok_mask))
-    metrics = request_metrics(ok)
-    latency = {name: describe(vals) for name, vals in metrics.items()}
+    all_metrics = catalog.request_metrics(requests)
+    # errored requests are left out of every percentile (and counted as left out)
+    latency = {m.name: latency_block(np.where(ok_mask, all_metrics[m.name], np.nan), requests, m)
+               for m in catalog.REQUEST_METRICS}
     if chunks is not None and chunks.num_rows:
         ok_ids = ok.column("request_id").combine_chunks() if ok.num_rows else pa.array([], pa.string())
-        itl = itl_values(chunks.filter(pc.is_in(chunks.column("request_id"), ok_ids)))
-        latency["itl"] = describe(itl)
+        latency["itl"] = _itl_block(chunks, requests, ok_ids)
 
-    sent = ok.column("sent_s").to_numpy(zero_copy_only=False).astype(float)
-    done = ok.column("done_s").to_numpy(zero_copy_only=False).astype(float)
-    vis = ok.column("first_visible_s").to_numpy(zero_copy_only=False).astype(float)
-    window = float(np.nanmax(done) - np.nanmin(sent)) if ok.num_rows else 0.0
-    comp = _sum(ok, "completion_tokens") or 0
-    ans = _sum(ok, "answer_tokens") or 0
-    vis_fin = vis[np.isfinite(vis)]
-    paper_window = float(np.nanmax(done) - vis_fin.min()) if len(vis_fin) else 0.0
-
-    def rate(x: float, w: float) -> float | None:
-        return x / w if w > 0 else None
-
-    throughput: dict[str, Any] = {
-        "window_s": window,
-        "request_throughput": rate(ok.num_rows, window),
-        "output_tps": rate(comp, window),
-        "visible_tps": rate(ans, window),
-        "paper_tps": rate(comp, paper_window),
-    }
+    wins = tp.windows(ok, segments)
+    comp, n_counted = tp.known_sum(ok, "completion_tokens")
+    coverage = n_counted / ok.num_rows if ok.num_rows else None
+    throughput: dict[str, Any] = {"window_s": wins.total_s}
+    for m in catalog.by_group("throughput"):
+        if m.name in ("goodput", "correct_goodput", "slo_attainment") and not slo:
+            continue
+        throughput[m.name] = m.compute(requests, segments, slo)
+    throughput["requests_with_counts"] = n_counted
+    throughput["segments"] = wins.spans
     if slo:
-        meets = slo_mask(metrics, slo)
         throughput["slo"] = dict(slo)
-        throughput["slo_attainment"] = float(meets.sum() / len(status)) if len(status) else None
-        throughput["goodput"] = rate(float(meets.sum()), window)
-        correct_col = ok.column("correct")
-        if correct_col.null_count < ok.num_rows:
-            is_correct = pc.fill_null(correct_col, False).to_numpy(zero_copy_only=False)
-            good_correct = meets & is_correct.astype(bool)
-            throughput["correct_goodput"] = rate(float(good_correct.sum()), window)
+        if throughput.get("correct_goodput") is None:
+            throughput.pop("correct_goodput", None)
+
+    warnings = []
+    if coverage is not None and coverage < 1:
+        missing = ok.num_rows - n_counted
+        warnings.append(
+            f"completion tokens unknown for {missing} of {ok.num_rows} ok requests (the "
+            "server sent no usage): token totals and tokens/s cover only the "
+            f"{coverage:.0%} with counts (token_coverage), so they are lower bounds; "
+            "pass --tokenizer for exact counts")
 
     errors = requests.filter(pa.array(~ok_mask))
     return {
@@ -117,14 +152,17 @@ def summarize(
             "finish_reasons": _counts(requests, "finish_reason"),
         },
         "latency": latency,
-        "metric_definitions": {k: {"unit": u, "definition": d} for k, (u, d) in METRICS.items()},
+        "metric_definitions": catalog.definitions(),
         "throughput": throughput,
         "tokens": {
-            "prompt": _sum(ok, "prompt_tokens"),
+            "prompt": tp.known_sum(ok, "prompt_tokens")[0],
             "completion": comp,
-            "reasoning": _sum(ok, "reasoning_tokens"),
-            "answer": ans,
+            "reasoning": tp.known_sum(ok, "reasoning_tokens")[0],
+            "answer": tp.known_sum(ok, "answer_tokens")[0],
+            "requests_with_counts": n_counted,
+            "coverage": coverage,
             "count_source": _counts(ok, "token_count_source"),
             "check": token_check(ok),
         },
+        "warnings": warnings,
     }

@@ -7,10 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-LATENCY_ROWS = (
-    "ttft", "ttfvt", "thinking_s", "e2e", "client_queue_s", "tpot",
-    "reasoning_tpot", "answer_tpot", "itl",
-)
+from reasonperf.metrics import catalog
+
+LATENCY_ROWS = tuple(m.name for m in catalog.by_group("latency"))
 
 
 def _f(v: Any, unit: str = "", digits: int = 3) -> str:
@@ -25,6 +24,18 @@ def _ms(v: Any) -> str:
     return "-" if v is None else f"{v * 1000:,.1f}"
 
 
+def _left_out(block: dict[str, Any]) -> str:
+    excluded = block.get("excluded") or {}
+    return ", ".join(f"{k} {v}" for k, v in excluded.items()) or "-"
+
+
+def _with_coverage(tps: Any, coverage: Any) -> str:
+    text = _f(tps, digits=1)
+    if coverage is not None and coverage < 1:
+        text += f" (over {coverage:.0%} of requests: lower bound)"
+    return text
+
+
 def render_summary(summary: dict[str, Any], console: Console, run_dir: str | None = None) -> None:
     run = summary.get("run", {})
     req = summary["requests"]
@@ -36,13 +47,20 @@ def render_summary(summary: dict[str, Any], console: Console, run_dir: str | Non
     )
 
     lat = Table(title="latency per request (ms)", show_edge=False)
-    for col in ("metric", "n", "mean", "p50", "p90", "p95", "p99", "max"):
-        lat.add_column(col, justify="right" if col != "metric" else "left")
+    for col in ("metric", "n", "mean", "p50", "p90", "p95", "p99", "max", "left out"):
+        lat.add_column(col, justify="left" if col in ("metric", "left out") else "right")
     for name in LATENCY_ROWS:
         d = summary["latency"].get(name)
-        if not d or not d.get("count"):
+        if not d:
             continue
-        lat.add_row(name, str(d["count"]), *(_ms(d.get(k)) for k in ("mean", "p50", "p90", "p95", "p99", "max")))
+        label = catalog.get(name).label
+        if not d.get("count"):
+            if d.get("requests"):  # measured nothing: say so instead of a row of zeros
+                lat.add_row(label, "0", *(["n/a"] * 6), _left_out(d))
+            continue
+        n = str(d.get("requests_qualified", d["count"])) if name == "itl" else str(d["count"])
+        lat.add_row(label, n, *(_ms(d.get(k)) for k in ("mean", "p50", "p90", "p95", "p99", "max")),
+                    _left_out(d))
     console.print(lat)
 
     tp = summary["throughput"]
@@ -52,9 +70,10 @@ def render_summary(summary: dict[str, Any], console: Console, run_dir: str | Non
     t.add_column("v", justify="right")
     t.add_row("window (s)", _f(tp.get("window_s"), digits=2))
     t.add_row("requests/s", _f(tp.get("request_throughput")))
-    t.add_row("output tok/s", _f(tp.get("output_tps"), digits=1))
-    t.add_row("visible (answer) tok/s", _f(tp.get("visible_tps"), digits=1))
-    t.add_row("paper-compatible tok/s", _f(tp.get("paper_tps"), digits=1))
+    cov = tp.get("token_coverage")
+    t.add_row("output tok/s", _with_coverage(tp.get("output_tps"), cov))
+    t.add_row("visible (answer) tok/s", _with_coverage(tp.get("visible_tps"), cov))
+    t.add_row("paper-compatible tok/s", _with_coverage(tp.get("paper_tps"), cov))
     if "goodput" in tp:
         t.add_row(f"goodput req/s (SLO {tp['slo']})", _f(tp.get("goodput")))
         t.add_row("SLO attainment", _f(tp.get("slo_attainment")))
@@ -62,6 +81,8 @@ def render_summary(summary: dict[str, Any], console: Console, run_dir: str | Non
             t.add_row("correct goodput req/s", _f(tp.get("correct_goodput")))
     t.add_row("tokens prompt / completion", f"{tok.get('prompt')} / {tok.get('completion')}")
     t.add_row("tokens reasoning / answer", f"{tok.get('reasoning')} / {tok.get('answer')}")
+    if tok.get("coverage") is not None and tok["coverage"] < 1:
+        t.add_row("token count coverage", f"{tok['coverage']:.0%} of ok requests")
     t.add_row("token count source", str(tok.get("count_source")))
     chk = tok.get("check", {})
     if not chk.get("checked"):
@@ -82,6 +103,25 @@ def render_summary(summary: dict[str, Any], console: Console, run_dir: str | Non
             if v is not None and not isinstance(v, (dict, list)):
                 s.add_row(k, _f(v))
         console.print(s)
+
+    truth = summary.get("truth")
+    if truth:
+        tr = Table(title="truth against the engine (client / engine)", show_header=False,
+                   show_edge=False)
+        tr.add_column("k")
+        tr.add_column("v", justify="right")
+        tok = truth["tokens"]
+        tr.add_row("completion tokens client / engine", f"{_f(tok.get('client'))} / {_f(tok.get('engine'))}")
+        req = truth["requests"]
+        tr.add_row("requests client / engine", f"{_f(req.get('client'))} / {_f(req.get('engine'))}")
+        for key, label in (("ttft", "TTFT"), ("e2e", "E2E")):
+            d = truth[key]
+            if d.get("ratio") is None:
+                continue
+            tr.add_row(f"mean {label} client / engine (ms)",
+                       f"{_ms(d['client_mean_s'])} / {_ms(d['engine_mean_s'])} = {d['ratio']:.3f}"
+                       f" (offset {_ms(d['offset_s'])})")
+        console.print(tr)
 
     acc = summary.get("accuracy")
     if acc:

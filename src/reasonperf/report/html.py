@@ -25,15 +25,14 @@ from markupsafe import Markup
 from reasonperf import __version__
 from reasonperf.analysis.base import AnalysisResult, RunData
 from reasonperf.errors import UsageError
+from reasonperf.metrics import catalog
 from reasonperf.report import plots
 
 MISSING = "–"
-LATENCY_METRICS = (
-    ("ttft", "TTFT"), ("ttfvt", "TTFVT"), ("thinking_s", "thinking"), ("e2e", "E2E"),
-    ("client_queue_s", "client queue"), ("tpot", "TPOT"), ("reasoning_tpot", "reasoning TPOT"),
-    ("answer_tpot", "answer TPOT"), ("itl", "ITL"),
-)
+NOT_APPLICABLE = "n/a"
+LATENCY_METRICS = tuple((m.name, m.label) for m in catalog.by_group("latency"))
 LATENCY_STATS = ("mean", "p50", "p90", "p95", "p99", "max")
+LATENCY_COLUMNS = ["metric", "n", *LATENCY_STATS, "left out"]
 
 
 # --------------------------------------------------------------------------- formatting
@@ -121,8 +120,37 @@ class Row:
 def _lat(s: dict[str, Any], metric: str, *stats: str) -> str:
     d = _dig(s, "latency", metric) or {}
     if not d.get("count"):
-        return MISSING
+        return NOT_APPLICABLE if d.get("requests") else MISSING
     return " / ".join(fmt_seconds(d.get(k)) for k in stats)
+
+
+def _label(name: str) -> str:
+    return catalog.get(name).label
+
+
+def _tps(s: dict[str, Any], key: str) -> str:
+    """A token rate, with its coverage when some requests had no token count."""
+    text = fmt_rate(_dig(s, "throughput", key), "tok/s")
+    cov = _dig(s, "throughput", "token_coverage")
+    if text != MISSING and cov is not None and cov < 1:
+        text += f" (≥, {cov:.0%} of requests counted)"
+    return text
+
+
+def _truth(s: dict[str, Any], key: str) -> str:
+    d = _dig(s, "truth", key) or {}
+    if d.get("ratio") is None:
+        return MISSING
+    flag = "" if d.get("in_band") else " ⚠"
+    return (f"{fmt_seconds(d['client_mean_s'])} / {fmt_seconds(d['engine_mean_s'])} = "
+            f"{d['ratio']:.3f}{flag}")
+
+
+def _truth_tokens(s: dict[str, Any]) -> str:
+    d = _dig(s, "truth", "tokens") or {}
+    if d.get("engine") is None:
+        return MISSING
+    return f"{fmt_int(d.get('client'))} / {fmt_int(d.get('engine'))}" + ("" if d.get("agrees") else " ⚠")
 
 
 def accuracy_cell(s: dict[str, Any]) -> str:
@@ -163,21 +191,22 @@ HEADLINE: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("Requests", "ok / total", lambda s: f"{s['requests']['ok']:,} / {s['requests']['total']:,}"),
     ("Requests", "errors", lambda s: _counts(s["requests"].get("error_types")) if s["requests"]["errors"] else "0"),
     ("Requests", "finish reasons", lambda s: _counts(s["requests"].get("finish_reasons"))),
-    ("Latency", "TTFT p50 / p99", lambda s: _lat(s, "ttft", "p50", "p99")),
-    ("Latency", "TTFVT p50 / p99", lambda s: _lat(s, "ttfvt", "p50", "p99")),
-    ("Latency", "E2E p50 / p99", lambda s: _lat(s, "e2e", "p50", "p99")),
-    ("Latency", "thinking p50 / p99", lambda s: _lat(s, "thinking_s", "p50", "p99")),
-    ("Latency", "TPOT p50 / p99", lambda s: _lat(s, "tpot", "p50", "p99")),
-    ("Latency", "ITL p50 / p99", lambda s: _lat(s, "itl", "p50", "p99")),
-    ("Latency", "client queue p99", lambda s: _lat(s, "client_queue_s", "p99")),
-    ("Throughput", "window", lambda s: fmt_seconds(_dig(s, "throughput", "window_s"))),
-    ("Throughput", "requests/s", lambda s: fmt_rate(_dig(s, "throughput", "request_throughput"), "req/s")),
-    ("Throughput", "output tokens/s", lambda s: fmt_rate(_dig(s, "throughput", "output_tps"), "tok/s")),
-    ("Throughput", "visible (answer) tokens/s", lambda s: fmt_rate(_dig(s, "throughput", "visible_tps"), "tok/s")),
-    ("Throughput", "paper-compatible tokens/s", lambda s: fmt_rate(_dig(s, "throughput", "paper_tps"), "tok/s")),
-    ("Throughput", "goodput", lambda s: fmt_rate(_dig(s, "throughput", "goodput"), "req/s")),
-    ("Throughput", "correct goodput", lambda s: fmt_rate(_dig(s, "throughput", "correct_goodput"), "req/s")),
-    ("Throughput", "SLO attainment", lambda s: fmt_pct(_dig(s, "throughput", "slo_attainment"))),
+    ("Latency", f"{_label('ttft')} p50 / p99", lambda s: _lat(s, "ttft", "p50", "p99")),
+    ("Latency", f"{_label('ttfvt')} p50 / p99", lambda s: _lat(s, "ttfvt", "p50", "p99")),
+    ("Latency", f"{_label('e2e')} p50 / p99", lambda s: _lat(s, "e2e", "p50", "p99")),
+    ("Latency", f"{_label('thinking_s')} p50 / p99", lambda s: _lat(s, "thinking_s", "p50", "p99")),
+    ("Latency", f"{_label('tpot')} p50 / p99", lambda s: _lat(s, "tpot", "p50", "p99")),
+    ("Latency", f"{_label('itl')} p50 / p99", lambda s: _lat(s, "itl", "p50", "p99")),
+    ("Latency", f"{_label('client_queue_s')} p99", lambda s: _lat(s, "client_queue_s", "p99")),
+    ("Throughput", "window (active time)", lambda s: fmt_seconds(_dig(s, "throughput", "window_s"))),
+    ("Throughput", _label("request_throughput"), lambda s: fmt_rate(_dig(s, "throughput", "request_throughput"), "req/s")),
+    ("Throughput", _label("output_tps"), lambda s: _tps(s, "output_tps")),
+    ("Throughput", _label("visible_tps"), lambda s: _tps(s, "visible_tps")),
+    ("Throughput", _label("paper_tps"), lambda s: _tps(s, "paper_tps")),
+    ("Throughput", _label("token_coverage"), lambda s: fmt_pct(_dig(s, "throughput", "token_coverage"))),
+    ("Throughput", _label("goodput"), lambda s: fmt_rate(_dig(s, "throughput", "goodput"), "req/s")),
+    ("Throughput", _label("correct_goodput"), lambda s: fmt_rate(_dig(s, "throughput", "correct_goodput"), "req/s")),
+    ("Throughput", _label("slo_attainment"), lambda s: fmt_pct(_dig(s, "throughput", "slo_attainment"))),
     ("Tokens", "prompt", lambda s: fmt_int(_dig(s, "tokens", "prompt"))),
     ("Tokens", "completion", lambda s: fmt_int(_dig(s, "tokens", "completion"))),
     ("Tokens", "reasoning (share)", lambda s: _reasoning_share(s.get("tokens") or {})),
@@ -198,6 +227,9 @@ HEADLINE: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("Server", "prefix cache hit rate", lambda s: fmt_pct(_dig(s, "server", "prefix_cache_hit_rate"))),
     ("Server", "spec. decode acceptance", lambda s: fmt_pct(_dig(s, "server", "spec_decode_acceptance_rate"))),
     ("Server", "engine − client generated tokens", lambda s: fmt_value(_dig(s, "server", "generation_tokens_diff"))),
+    ("Truth", "completion tokens client / engine", _truth_tokens),
+    ("Truth", "mean TTFT client / engine", lambda s: _truth(s, "ttft")),
+    ("Truth", "mean E2E client / engine", lambda s: _truth(s, "e2e")),
     ("Server", "GPU memory max", lambda s: MISSING if _dig(s, "server", "gpu_memory_used_bytes_max") is None
         else f"{_dig(s, 'server', 'gpu_memory_used_bytes_max') / 2**30:.2f} GiB"),
     ("Accuracy", "accuracy ± SE", accuracy_cell),
@@ -207,7 +239,7 @@ HEADLINE: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("Accuracy", "pass@k", lambda s: ", ".join(
         f"pass@{k} {fmt_pct(v)}" for k, v in (_dig(s, "accuracy", "overall", "pass_at_k") or {}).items())
         or MISSING),
-    ("Accuracy", "truncated", lambda s: fmt_pct(_dig(s, "accuracy", "overall", "truncation_rate"))),
+    ("Accuracy", _label("truncation_rate"), lambda s: fmt_pct(_dig(s, "accuracy", "overall", "truncation_rate"))),
     ("Accuracy", "no answer extracted", lambda s: fmt_pct(_dig(s, "accuracy", "overall", "extraction_failure_rate"))),
     ("Accuracy", "completion tokens per correct answer", lambda s: fmt_value(_dig(s, "accuracy", "tokens_per_correct"))),
 )
@@ -232,12 +264,18 @@ def headline_rows(summaries: Sequence[dict[str, Any]]) -> list[Row]:
 
 
 def latency_rows(summary: dict[str, Any]) -> list[list[str]]:
-    """metric, n, mean, p50, p90, p95, p99, max for each measured latency metric."""
+    """metric, n, mean, p50, p90, p95, p99, max, left out, for each latency metric: a
+    metric with no value although requests exist shows n/a (e.g. thinking of a model that
+    does not reason), never zeros."""
     out = []
     for key, label in LATENCY_METRICS:
         d = _dig(summary, "latency", key) or {}
+        left_out = ", ".join(f"{k} {v:,}" for k, v in (d.get("excluded") or {}).items()) or MISSING
+        n = d.get("requests_qualified", d.get("count")) if key == "itl" else d.get("count")
         if d.get("count"):
-            out.append([label, f"{d['count']:,}", *(fmt_seconds(d.get(k)) for k in LATENCY_STATS)])
+            out.append([label, f"{n:,}", *(fmt_seconds(d.get(k)) for k in LATENCY_STATS), left_out])
+        elif d.get("requests"):
+            out.append([label, "0", *([NOT_APPLICABLE] * len(LATENCY_STATS)), left_out])
     return out
 
 
@@ -444,7 +482,7 @@ def build_context(runs: Sequence[RunData], results: Sequence[AnalysisResult]) ->
         "headline": headline_rows(summaries),
         "cdfs": figures["cdf"],
         "analyses": analysis_views(results, ids),
-        "latency_columns": ["metric", "n", *LATENCY_STATS],
+        "latency_columns": LATENCY_COLUMNS,
     }
 
 
@@ -453,7 +491,7 @@ def _cards(s: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("E2E p50", _cell(lambda x: _lat(x, "e2e", "p50"), s)),
         ("TTFVT p50", _cell(lambda x: _lat(x, "ttfvt", "p50"), s)),
-        ("output tokens/s", _cell(lambda x: fmt_rate(_dig(x, "throughput", "output_tps"), ""), s)),
+        (_label("output_tps"), _cell(lambda x: fmt_rate(_dig(x, "throughput", "output_tps"), ""), s)),
         ("accuracy", _cell(lambda x: (f"{_dig(x, 'accuracy', 'overall', 'avg_at_n') * 100:.1f} %"
                                       if _dig(x, "accuracy", "overall", "avg_at_n") is not None else MISSING), s)),
     ]

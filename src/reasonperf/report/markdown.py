@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from reasonperf.analysis.base import AnalysisResult, RunData
 from reasonperf.errors import UsageError
 from reasonperf.report.html import (
-    LATENCY_STATS,
+    LATENCY_COLUMNS,
     flatten_numbers,
     fmt_value,
     headline_rows,
@@ -48,7 +48,7 @@ def render_markdown(runs: list[RunData], results: list[AnalysisResult]) -> str:
 
     for run, summary in zip(runs, summaries, strict=True):
         out += [f"### Latency: {run.label}", "",
-                md_table(["metric", "n", *LATENCY_STATS], latency_rows(summary)), ""]
+                md_table(LATENCY_COLUMNS, latency_rows(summary)), ""]
 
     if results:
         out += ["## Analyses", ""]

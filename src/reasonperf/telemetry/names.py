@@ -26,6 +26,12 @@ GENERATION_TOKENS_TOTAL = "generation_tokens_total"
 PROMPT_TOKENS_TOTAL = "prompt_tokens_total"
 SPEC_DECODE_ACCEPTED_TOKENS_TOTAL = "spec_decode_accepted_tokens_total"
 SPEC_DECODE_DRAFT_TOKENS_TOTAL = "spec_decode_draft_tokens_total"
+# the _sum / _count of the engine's own latency histograms (counters, read as deltas): the
+# engine's mean TTFT and E2E over a run, for the summary's truth section
+TTFT_SECONDS_SUM = "ttft_seconds_sum"
+TTFT_SECONDS_COUNT = "ttft_seconds_count"
+E2E_SECONDS_SUM = "e2e_seconds_sum"
+E2E_SECONDS_COUNT = "e2e_seconds_count"
 
 # --- GPU through NVML (source="gpu"), summed / averaged over the watched devices -------
 GPU_MEMORY_USED_BYTES = "gpu_memory_used_bytes"
@@ -44,6 +50,10 @@ COUNTERS = frozenset(
         PROMPT_TOKENS_TOTAL,
         SPEC_DECODE_ACCEPTED_TOKENS_TOTAL,
         SPEC_DECODE_DRAFT_TOKENS_TOTAL,
+        TTFT_SECONDS_SUM,
+        TTFT_SECONDS_COUNT,
+        E2E_SECONDS_SUM,
+        E2E_SECONDS_COUNT,
     }
 )
 
@@ -87,6 +97,11 @@ VLLM_METRICS: tuple[EngineMetric, ...] = (
         SPEC_DECODE_ACCEPTED_TOKENS_TOTAL, "sum", ("vllm:spec_decode_num_accepted_tokens",)
     ),
     EngineMetric(SPEC_DECODE_DRAFT_TOKENS_TOTAL, "sum", ("vllm:spec_decode_num_draft_tokens",)),
+    # histograms: arrival in the engine's frontend to first token / to the end
+    EngineMetric(TTFT_SECONDS_SUM, "sum", ("vllm:time_to_first_token_seconds_sum",)),
+    EngineMetric(TTFT_SECONDS_COUNT, "sum", ("vllm:time_to_first_token_seconds_count",)),
+    EngineMetric(E2E_SECONDS_SUM, "sum", ("vllm:e2e_request_latency_seconds_sum",)),
+    EngineMetric(E2E_SECONDS_COUNT, "sum", ("vllm:e2e_request_latency_seconds_count",)),
 )
 
 # SGLang (python/sglang/srt/metrics/collector.py). It has no prefix-cache query counter:
@@ -102,6 +117,10 @@ SGLANG_METRICS: tuple[EngineMetric, ...] = (
     EngineMetric(PREFIX_CACHE_QUERIES_TOTAL, "sum", ("sglang:prompt_tokens",)),
     EngineMetric(GENERATION_TOKENS_TOTAL, "sum", ("sglang:generation_tokens",)),
     EngineMetric(PROMPT_TOKENS_TOTAL, "sum", ("sglang:prompt_tokens",)),
+    EngineMetric(TTFT_SECONDS_SUM, "sum", ("sglang:time_to_first_token_seconds_sum",)),
+    EngineMetric(TTFT_SECONDS_COUNT, "sum", ("sglang:time_to_first_token_seconds_count",)),
+    EngineMetric(E2E_SECONDS_SUM, "sum", ("sglang:e2e_request_latency_seconds_sum",)),
+    EngineMetric(E2E_SECONDS_COUNT, "sum", ("sglang:e2e_request_latency_seconds_count",)),
 )
 
 ENGINE_METRICS: tuple[EngineMetric, ...] = VLLM_METRICS + SGLANG_METRICS

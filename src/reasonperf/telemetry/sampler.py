@@ -96,6 +96,9 @@ class TelemetrySampler:
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
+                # The baseline too waits for an idle engine: a request still finishing
+                # (the continuous-usage probe) would otherwise land in the run's deltas.
+                await self._drain(session)
                 t0 = self._clock()
                 tick = 0
                 while True:
@@ -120,16 +123,18 @@ class TelemetrySampler:
             self._summarize_failures()
 
     async def _drain(self, session: aiohttp.ClientSession) -> None:
-        """Before the final sample, wait (bounded) until the engine shows no running or
+        """Before the first and the final sample, wait (bounded) until the engine shows no running or
         waiting request: its counters are updated a step after the last token is sent,
         and a final sample taken too early would under-count the run."""
         if self.metrics_url is None or self._warned_endpoint:
             return
         deadline = self._clock() + self.drain_timeout_s
         while self._clock() < deadline:
+            self._scrapes += 1
             try:
                 values = await scrape(session, self.metrics_url)
             except Exception:
+                self._scrape_failures += 1
                 return
             if not values.get(REQUESTS_RUNNING) and not values.get(REQUESTS_WAITING):
                 return
