@@ -48,6 +48,7 @@ class Programme:
     continuous_usage: bool = True  # False: answer 400 to continuous_usage_stats
     faults: dict[str, float] = field(default_factory=dict)  # fault kind -> probability
     fault_after: int = 10  # tokens sent before a cut / malformed / hang fault
+    jitter: float = 0.0  # per-request lognormal sigma scaling ttft_s and itl_s (seeded RNG)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -55,6 +56,8 @@ class Programme:
         unknown = set(self.faults) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+        if self.jitter < 0:
+            raise ValueError("jitter must be >= 0")
         if sum(self.faults.values()) > 1 + 1e-9:
             raise ValueError("fault probabilities must sum to at most 1")
         if self.tokens_per_chunk < 1:
@@ -212,6 +215,9 @@ class FakeServer:
             return _error(429, "rate limited")
         if fault == "http500":
             return _error(500, "internal server error")
+        if prog.jitter > 0:
+            factor = self._rng.lognormvariate(0.0, prog.jitter)
+            prog = replace(prog, ttft_s=prog.ttft_s * factor, itl_s=prog.itl_s * factor)
         job = _Job(self, prog, body, chat, start, fault)
         return await job.run(request)
 
