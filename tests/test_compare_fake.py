@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from reasonperf.analysis.base import RunData
 from reasonperf.analysis.compare import NO_CI_ONE_RUN, NO_DIFF, compare_runs, compare_sides
 from reasonperf.analysis.loader import load_run
 from reasonperf.config import load_run_spec
 from reasonperf.run import execute_run
+from reasonperf.study import plan_study, run_study
+from reasonperf.study.report import arm_comparisons
 from tests.conftest import run_cli
 from tests.fake_server import FakeServer, Programme
 
@@ -92,3 +96,32 @@ def test_repeats_give_throughput_a_ci_over_runs(tmp_path):
     assert "CI method" in proc.stdout and "repeats" in proc.stdout
     single = run_cli("compare", sides[0][0].run_dir, sides[1][0].run_dir)
     assert "batches" in single.stdout and "no CI: one run each" in single.stdout
+
+
+def test_study_repeats_are_one_side_of_an_arm_comparison(tmp_path):
+    """A study with `repeats: 3`: each arm's three runs are one side of one comparison
+    (not three one-run comparisons), so the CIs are over runs."""
+    fast_prog = Programme(ttft_s=0.01, itl_s=0.001, reasoning_tokens=10, answer_tokens=5)
+    slow_prog = Programme(ttft_s=0.03, itl_s=0.003, reasoning_tokens=10, answer_tokens=5)
+    with FakeServer(fast_prog) as fast, FakeServer(slow_prog) as slow:
+        study = {
+            "name": "repeats",
+            "base": {"engine": {"kind": "external", "model": "fake-model"},
+                     "workload": {"name": "procedural", "limit": 4},
+                     "arrival": {"name": "batch", "batch_size": 4}, "grade": False},
+            "matrix": {"arm": {"fast": {"engine": {"url": fast.base_url}},
+                               "slow": {"engine": {"url": slow.base_url}}}},
+            "repeats": 3,
+        }
+        path = tmp_path / "study.yaml"
+        path.write_text(yaml.safe_dump(study, sort_keys=False))
+        plan = plan_study(path, out=tmp_path / "out")
+        run_study(plan)
+    runs = [load_run(tmp_path / "out" / cell.id) for cell in plan.cells]
+    results = arm_comparisons(plan, plan.cells, runs)
+    assert len(results) == 1 and results[0].title == "Arms on arm: slow against fast"
+    comp = results[0].numbers["comparisons"][0]
+    assert comp["runs"] == 3 and results[0].numbers["baseline_runs"] == 3
+    rows = {r["metric"]: r for r in comp["metrics"]}
+    assert rows["output_tps"]["ci_method"] == rows["e2e_p50"]["ci_method"] == "repeats"
+    assert rows["e2e_p50"]["verdict"] == "slower", rows["e2e_p50"]
