@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
+from reasonperf.analysis import stats_util as su
 from reasonperf.analysis.compare import (
     CI_BATCHES,
     CI_REPEATS,
@@ -221,3 +223,34 @@ def test_repeats_give_every_speed_metric_an_interval_over_runs():
     # accuracy pools the repeats' samples per problem, paired on the same problems
     assert m_same["accuracy"]["ci_method"] == "problems (paired)"
     assert m_same["accuracy"]["delta"] == 0.0
+
+
+def test_the_report_shows_each_interval_method():
+    from reasonperf.analysis.compare import compare
+    from reasonperf.report.markdown import render_markdown
+
+    runs = [_run("base"), _run("fast", speed=2.0, seed=1)]
+    md = render_markdown(runs, [compare(runs)])
+    assert "| CI method |" in md
+    assert "| requests |" in md and "| no CI: one run each |" in md
+
+
+def test_token_windows_use_chunk_counts_where_complete_and_spread_the_rest():
+    from reasonperf.analysis.compare import _token_windows
+    from reasonperf.records import CHUNK_SCHEMA
+
+    # 40 requests of 1 s every 0.5 s (20 s: 20 blocks of the longest request)
+    rows = [request(i, sent=0.5 * i, e2e=1.0, ttft=0.0, completion_tokens=8)
+            for i in range(40)]
+    run = make_run(rows)
+    chunks = [{"request_id": "req-0", "t_s": 1.0, "kind": "answer", "n_tokens": 8,
+               "n_chars": 8},  # req-0: all 8 tokens at its end
+              {"request_id": "req-1", "t_s": 1.5, "kind": "answer", "n_tokens": None,
+               "n_chars": 8}]  # req-1: no count, so spread over [0.5, 1.5]
+    run.chunks = pa.Table.from_pylist(chunks, schema=CHUNK_SCHEMA)
+    w = _token_windows(su.ok_rows(run.requests), run.chunks)
+    assert w is not None and w.block == 4 and w.width_s == pytest.approx(0.25, rel=0.01)
+    assert w.counts.sum() == pytest.approx(40 * 8)
+    # the first window [0, 0.25) holds req-0's spread share only if req-0 were spread
+    assert w.counts[0] == pytest.approx(0.0)
+    assert w.counts[2] == pytest.approx(8 * 0.25)  # [0.5, 0.75): req-1, spread
