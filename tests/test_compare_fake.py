@@ -96,6 +96,8 @@ def test_repeats_give_throughput_a_ci_over_runs(tmp_path):
     assert "CI method" in proc.stdout and "repeats" in proc.stdout
     single = run_cli("compare", sides[0][0].run_dir, sides[1][0].run_dir)
     assert "batches" in single.stdout and "no CI: one run each" in single.stdout
+    bad = run_cli("compare", *dirs, "--min-effect", "-1")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --min-effect must be >= 0 (got -1)"
 
 
 def test_study_repeats_are_one_side_of_an_arm_comparison(tmp_path):
