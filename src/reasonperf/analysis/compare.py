@@ -241,7 +241,8 @@ def _speed(metric: MetricDef, base: _Side, cand: _Side, n_boot: int, confidence:
     if CI_BATCHES not in (b_method, c_method):
         lo, hi = su.percentile_ci(c_reps - b_reps, confidence)
         return b_val, c_val, lo, hi, b_method
-    lo, hi = _few_clusters_interval(b_val, c_val, (b_run, b_reps), (c_run, c_reps), confidence=confidence)
+    lo, hi = _few_clusters_interval(b_val, c_val, (b_run, b_reps), (c_run, c_reps),
+                                    confidence=confidence)
     return b_val, c_val, lo, hi, CI_BATCHES
 
 
