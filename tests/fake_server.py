@@ -53,6 +53,7 @@ class Programme:
     no_usage_every: int = 0  # k > 0: every k-th request received gets no usage at all
     faults: dict[str, float] = field(default_factory=dict)  # fault kind -> probability
     fault_after: int = 10  # tokens sent before a cut / malformed / hang fault
+    jitter: float = 0.0  # per-request lognormal sigma scaling ttft_s and itl_s (seeded RNG)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -60,6 +61,8 @@ class Programme:
         unknown = set(self.faults) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+        if self.jitter < 0:
+            raise ValueError("jitter must be >= 0")
         if sum(self.faults.values()) > 1 + 1e-9:
             raise ValueError("fault probabilities must sum to at most 1")
         if self.tokens_per_chunk < 1:
@@ -219,6 +222,9 @@ class FakeServer:
             return _error(500, "internal server error")
         if prog.no_usage_every and self.requests_received % prog.no_usage_every == 0:
             prog = replace(prog, usage=False)  # a server that ignores stream_options here
+        if prog.jitter > 0:
+            factor = self._rng.lognormvariate(0.0, prog.jitter)
+            prog = replace(prog, ttft_s=prog.ttft_s * factor, itl_s=prog.itl_s * factor)
         job = _Job(self, prog, body, chat, start, fault)
         return await job.run(request)
 

@@ -279,18 +279,22 @@ def main() -> None:  # pragma: no cover
 @app.command()
 @_guard
 def compare(
-    run_dirs: list[Path] = typer.Argument(..., help="Baseline run first, then one or more candidates."),
+    run_dirs: list[str] = typer.Argument(..., help="Baseline first, then one or more candidates; DIR1,DIR2,... for repeats of one configuration (then CIs are over runs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    min_effect: float = typer.Option(10.0, "--min-effect", help="One run each: a speed verdict needs the whole CI beyond +-this % of the baseline."),
 ) -> None:
-    """Compare runs: deltas of every headline metric with bootstrap CIs and a verdict."""
+    """Compare runs: deltas of every headline metric with CIs (and how each was made) and a verdict."""
     from rich.table import Table as RichTable
 
-    from reasonperf.analysis.compare import compare_runs, compare_table
+    from reasonperf.analysis.compare import compare_sides, compare_table
     from reasonperf.analysis.loader import load_run
 
     if len(run_dirs) < 2:
         raise UsageError("compare needs at least two run directories (baseline first)")
-    result = compare_runs([load_run(d) for d in run_dirs])
+    if min_effect < 0:
+        raise UsageError(f"--min-effect must be >= 0 (got {min_effect:g})")
+    sides = [[load_run(Path(d)) for d in arg.split(",") if d] for arg in run_dirs]
+    result = compare_sides(sides, min_effect_pct=min_effect)
     if as_json:
         print(json.dumps(result.numbers, indent=2, default=str))
         return

@@ -82,22 +82,27 @@ def _is_llm_vs_rllm(cells: list[Cell]) -> bool:
 
 def arm_comparisons(plan: StudyPlan, done: list[Cell], runs: list[RunData]
                     ) -> list[AnalysisResult]:
-    from reasonperf.analysis.compare import compare_runs
+    from reasonperf.analysis.compare import compare_sides
 
     out = []
     for axis in compared_axes(plan):
         groups: dict[tuple[Any, ...], list[tuple[Cell, RunData]]] = {}
         for cell, run in zip(done, runs, strict=True):
-            key: tuple[Any, ...] = (
-                *((a, lab) for a, lab in cell.levels.items() if a != axis), cell.repeat)
+            key: tuple[Any, ...] = tuple(
+                (a, lab) for a, lab in cell.levels.items() if a != axis)
             groups.setdefault(key, []).append((cell, run))
         for key, members in groups.items():
-            if len(members) < 2:
+            # the repeats of one level are one side: the comparison's CIs are over runs
+            sides: dict[Any, list[tuple[Cell, RunData]]] = {}
+            for cell, run in members:
+                sides.setdefault(cell.levels[axis], []).append((cell, run))
+            if len(sides) < 2:
                 continue
-            result = compare_runs([run for _, run in members])
+            result = compare_sides([[run for _, run in side] for side in sides.values()])
+            members = [side[0] for side in sides.values()]
             base = members[0][0].levels[axis]
             others = ", ".join(c.levels[axis] for c, _ in members[1:])
-            context = ", ".join(f"{a}={lab}" for a, lab in key[:-1])
+            context = ", ".join(f"{a}={lab}" for a, lab in key)
             kind = "LLM vs RLLM" if _is_llm_vs_rllm([c for c, _ in members]) else "Arms"
             result.title = (f"{kind} on {axis}: {others} against {base}"
                             + (f" ({context})" if context else ""))
