@@ -89,6 +89,16 @@ def http_status(url: str, timeout_s: float = 2.0, headers: dict[str, str] | None
         return int(exc.code)
 
 
+def http_post(url: str, timeout_s: float = 10.0) -> tuple[int, str]:
+    """POST an empty body to url: (HTTP status, body text). Raises OSError when nothing answers."""
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            return int(resp.status), resp.read(4096).decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read(4096).decode("utf-8", errors="replace")
+
+
 def _sigterm_to_exit(signum: int, frame: object) -> None:
     """SIGTERM -> SystemExit, so context managers and atexit hooks stop the servers."""
     raise SystemExit(128 + signum)
