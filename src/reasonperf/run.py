@@ -30,6 +30,7 @@ from reasonperf.client.progress import LiveProgress
 from reasonperf.client.runner import RunClock, event_loop_factory, run_load
 from reasonperf.config import RunSpec, load_run_spec
 from reasonperf.engines import Engine, make_engine
+from reasonperf.engines.base import engine_gpu_env
 from reasonperf.errors import UsageError
 from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
 from reasonperf.store import RUN_JSON, RunStore
@@ -173,9 +174,15 @@ async def _drive(
         store_text=spec.store_text,
     )
     stop = asyncio.Event()
+    gpu_env = engine_gpu_env(engine)  # NVML only for an engine we launched on this host
     sampler = TelemetrySampler(
-        engine.metrics_url, spec.sample_interval_s, clock, store.append_timeline
+        engine.metrics_url, spec.sample_interval_s, clock, store.append_timeline,
+        gpu=gpu_env is not None, gpu_env=gpu_env,
     )
+    if gpu_env is None:
+        info.setdefault("notes", []).append(
+            "GPU telemetry off: the engine was not launched here (an endpoint may run on "
+            "another machine, and NVML would describe this client's GPUs)")
     async with make_session(concurrency) as session:
         if spec.continuous_usage == "on":
             cfg.continuous_usage = True

@@ -27,6 +27,7 @@ from reasonperf.engines.process import (
 )
 from reasonperf.engines.spec import EngineSpec
 from reasonperf.errors import EngineStartError, UsageError
+from reasonperf.telemetry.gpu import CUDA_ENV_KEYS
 from reasonperf.registry import Registry
 
 
@@ -48,6 +49,13 @@ class Engine(Protocol):
     def __enter__(self) -> Engine: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+def engine_gpu_env(engine: object) -> dict[str, str] | None:
+    """The CUDA_* environment of an engine running on this host (whose GPUs NVML may
+    sample), or None for an engine elsewhere or of unknown placement (an endpoint)."""
+    gpu_env = getattr(engine, "gpu_env", None)
+    return gpu_env() if callable(gpu_env) else None
 
 
 ENGINES: Registry[type] = Registry("engine")
@@ -170,6 +178,12 @@ class LaunchedEngine(EngineBase, ABC):
     def choices(self) -> dict[str, dict[str, Any]]:
         """Settings reasonperf chose for this launch: {name: {"value", "reason"}}."""
         return {}
+
+    def gpu_env(self) -> dict[str, str]:
+        """CUDA_VISIBLE_DEVICES / CUDA_DEVICE_ORDER as the server sees them (we launch it
+        here, with our environment plus its own): which GPUs GPU telemetry should watch."""
+        env = {**os.environ, **self.build_env(), **self.spec.env}
+        return {k: env[k] for k in CUDA_ENV_KEYS if k in env}
 
     # --- what the choices read ----------------------------------------------------------
     @property
