@@ -27,8 +27,8 @@ from reasonperf.engines.process import (
 )
 from reasonperf.engines.spec import EngineSpec
 from reasonperf.errors import EngineStartError, UsageError
-from reasonperf.telemetry.gpu import CUDA_ENV_KEYS
 from reasonperf.registry import Registry
+from reasonperf.telemetry.gpu import CUDA_ENV_KEYS
 
 
 @runtime_checkable

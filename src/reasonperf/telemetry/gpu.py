@@ -23,7 +23,6 @@ from reasonperf.telemetry.names import (
     GPU_UTILIZATION,
 )
 
-
 CUDA_ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
 
 
