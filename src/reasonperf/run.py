@@ -135,6 +135,10 @@ def execute_run(
                 engine.start(store.dir)
         info["engine"] = engine.describe()
         info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
+        for warning in info["engine"].get("warnings", []):  # e.g. a stale engine of ours
+            console.print(f"warning: {warning}", style="yellow", markup=False)
+            if warning not in info["warnings"]:
+                info["warnings"].append(warning)
         store.write_json(RUN_JSON, info)
         if plans:
             try:

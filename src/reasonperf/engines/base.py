@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from reasonperf.engines.hardware import read_cpu_flags
+from reasonperf.engines.lifeline import StaleEngine, find_stale_engines
 from reasonperf.engines.models import cache_dir, prepare_smollm2
 from reasonperf.engines.process import (
     ManagedProcess,
@@ -150,6 +151,7 @@ class LaunchedEngine(EngineBase, ABC):
         self._process: ManagedProcess | None = None
         self._command: list[str] = []
         self._extra_env: dict[str, str] = {}
+        self.stale_engines: list[StaleEngine] = []  # left running by an earlier process
 
     @cached_property
     def model(self) -> str:
@@ -221,6 +223,7 @@ class LaunchedEngine(EngineBase, ABC):
     def start(self, log_dir: Path | None = None) -> None:
         if self.started:
             raise EngineStartError(f"{self.kind} engine already started; stop() it first")
+        self.stale_engines = find_stale_engines()
         port = self._choose_port()
         self.port = port
         self.base_url = f"http://{_url_host(self.host)}:{port}/v1"
@@ -265,6 +268,7 @@ class LaunchedEngine(EngineBase, ABC):
             "log_path": str(self.log_path) if self.log_path else None,
             "start_s": self.start_s,
             "choices": self.choices(),
+            "warnings": [stale.describe() for stale in self.stale_engines],
         }
 
     def reset_prefix_cache(self, timeout_s: float = 30.0) -> str:
