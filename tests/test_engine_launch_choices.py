@@ -132,3 +132,37 @@ def test_vllm_serves_the_reset_route_only_in_dev_mode() -> None:
     assert engine.build_env()["VLLM_SERVER_DEV_MODE"] == "1"
     assert engine.prefix_cache_reset_path == "/reset_prefix_cache"
     assert SglangEngine.prefix_cache_reset_path == "/flush_cache"
+
+
+def test_reset_retries_while_blocks_are_held_and_names_a_missing_route() -> None:
+    import http.server
+    import threading
+
+    answers = [(200, b'{"success":false}'), (200, b'{"success": true}')]
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.path)
+            code, body = answers.pop(0) if answers else (404, b'{"detail":"Not Found"}')
+            self.send_response(code)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        engine = VllmEngine(EngineSpec(model="m"))
+        engine.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        assert engine.reset_prefix_cache(timeout_s=10) == "reset: POST /reset_prefix_cache"
+        assert seen == ["/reset_prefix_cache"] * 2  # success=false was retried
+        from reasonperf.engines.base import PrefixCacheResetError
+
+        with pytest.raises(PrefixCacheResetError, match="HTTP 404"):
+            engine.reset_prefix_cache(timeout_s=10)
+    finally:
+        server.shutdown()
+        server.server_close()

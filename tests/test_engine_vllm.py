@@ -415,6 +415,9 @@ def test_vllm_tiny_random_serves_and_streams(vllm_tiny_random: LaunchedEngine) -
     info = engine.describe()
     assert info["version"] and info["command"][1:3] == ["-m", engine.module]
     assert info["start_s"] > 0
+    dtype = info["choices"]["dtype"]  # chosen from this CPU's flags, recorded with why
+    assert dtype["value"] in ("bfloat16", "float32") and "CPU" in dtype["reason"]
+    assert info["command"][info["command"].index("--dtype") + 1] == dtype["value"]
 
 
 @pytest.mark.engine
