@@ -183,10 +183,10 @@ async def _drive(
         engine.metrics_url, spec.sample_interval_s, clock, store.append_timeline,
         gpu=gpu_env is not None, gpu_env=gpu_env,
     )
-    if gpu_env is None:
-        info.setdefault("notes", []).append(
-            "GPU telemetry off: the engine was not launched here (an endpoint may run on "
-            "another machine, and NVML would describe this client's GPUs)")
+    gpu_off = ("GPU telemetry off: the engine was not launched here (an endpoint may run on "
+               "another machine, and NVML would describe this client's GPUs)")
+    if gpu_env is None and gpu_off not in info.setdefault("notes", []):
+        info["notes"].append(gpu_off)
     async with make_session(concurrency) as session:
         if spec.continuous_usage == "on":
             cfg.continuous_usage = True

@@ -65,6 +65,7 @@ ENGINES: Registry[type] = Registry("engine")
 class PrefixCacheResetError(RuntimeError):
     """The engine has no prefix-cache reset route, or refused to reset."""
 
+
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 
 

@@ -531,8 +531,8 @@ def _cell_entry(plan: StudyPlan, cell: Cell, record: dict[str, Any]) -> dict[str
         "levels": cell.levels, "settings": cell.values, "repeat": cell.repeat,
         "run_dir": cell.id if (plan.root / cell.id / RUN_JSON).exists() else None,
     }
-    for key in ("reason", "error", "log_tail", "wall_s", "attempt", "resumed", "prefix_cache", "summary",
-                "started", "ended", "warnings"):
+    for key in ("reason", "error", "log_tail", "wall_s", "attempt", "resumed", "summary",
+                "started", "ended", "warnings", "prefix_cache"):
         if record.get(key) not in (None, [], ""):
             entry[key] = record[key]
     if cell.skip and "reason" not in entry:
