@@ -262,17 +262,17 @@ def test_vllm_command_maps_every_field(tmp_path: Path) -> None:
 
 def test_vllm_defaults_stay_minimal_and_kv_space_goes_to_env(tmp_path: Path) -> None:
     engine = VllmEngine(EngineSpec(model="Org/Some-Model", enforce_eager=False,
-                                   enable_prefix_caching=True))
+                                   enable_prefix_caching=True, dtype="float16"))
     cmd = engine.command(80)
     assert engine.served_model == "Org/Some-Model"
-    for absent in ("--dtype", "--max-model-len", "--reasoning-parser", "--enforce-eager"):
+    for absent in ("--max-model-len", "--reasoning-parser", "--enforce-eager"):
         assert absent not in cmd
-    assert "--enable-prefix-caching" in cmd
+    assert "--enable-prefix-caching" in cmd and _flag(cmd, "--dtype") == "float16"
     if VllmEngine.is_cpu_build():
-        assert engine.build_env() == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+        assert engine.build_env() == {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_SERVER_DEV_MODE": "1"}
         half = VllmEngine(EngineSpec(model="x", kv_cache_space_gib=0.5))
         assert _flag(half.command(80), "--kv-cache-memory-bytes") == str(1 << 29)
-        assert half.build_env() == {}
+        assert half.build_env() == {"VLLM_SERVER_DEV_MODE": "1"}
 
 
 def test_extra_args_may_not_override_owned_flags() -> None:
@@ -309,7 +309,8 @@ def test_sglang_command_translates_fields() -> None:
                 "--speculative-eagle-topk": "1", "--speculative-num-draft-tokens": "4"}
     for name, value in expected.items():
         assert _flag(cmd, name) == value, name
-    assert "--disable-radix-cache" in cmd and "--disable-cuda-graph" in cmd
+    assert "--disable-radix-cache" in cmd and "--enable-metrics" in cmd
+    assert "--disable-cuda-graph" not in cmd  # a GPU target keeps its CUDA graphs
     with pytest.raises(UsageError, match="num_gpu_blocks_override"):
         SglangEngine(EngineSpec(kind="sglang", model="m", num_gpu_blocks_override=8)).command(1)
 
@@ -414,6 +415,9 @@ def test_vllm_tiny_random_serves_and_streams(vllm_tiny_random: LaunchedEngine) -
     info = engine.describe()
     assert info["version"] and info["command"][1:3] == ["-m", engine.module]
     assert info["start_s"] > 0
+    dtype = info["choices"]["dtype"]  # chosen from this CPU's flags, recorded with why
+    assert dtype["value"] in ("bfloat16", "float32") and "CPU" in dtype["reason"]
+    assert info["command"][info["command"].index("--dtype") + 1] == dtype["value"]
 
 
 @pytest.mark.engine

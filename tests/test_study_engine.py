@@ -136,3 +136,62 @@ def test_quickstart_with_limit_runs_end_to_end(tmp_path):
     assert len(index["cells"]) == 8 and index["sessions"][-1]["engine_starts"] == 2
     html = (out / "report.html").read_text()
     assert "Arms on prefix: off against on" in html and "Token budget" in html
+
+
+def _prefix_hits(run_dir: Path) -> tuple[float, float]:
+    """(hits, queries): prefix-cache tokens over the cell, from the engine's own counters."""
+    import pyarrow.parquet as pq
+
+    from reasonperf.telemetry import names
+
+    rows = pq.read_table(run_dir / "timeline.parquet").to_pylist()
+    out = []
+    for metric in (names.PREFIX_CACHE_HITS_TOTAL, names.PREFIX_CACHE_QUERIES_TOTAL):
+        values = [r["value"] for r in sorted(rows, key=lambda r: r["t_s"]) if r["metric"] == metric]
+        assert values, f"no {metric} in {run_dir}"
+        out.append(values[-1] - values[0])
+    return out[0], out[1]
+
+
+@pytest.fixture
+def random_slots(vllm_tiny_random: LaunchedEngine) -> Iterator[EngineSlots]:
+    """Only the tiny-random engine (one engine start when run alone)."""
+    shared = EngineSlots(keep=True)
+    shared.adopt(vllm_tiny_random.spec.model_copy(update={"model": "builtin:tiny-random"}),
+                 vllm_tiny_random)
+    yield shared
+    shared.close()
+
+
+def test_cells_sharing_an_engine_do_not_share_its_prefix_cache(tmp_path, random_slots):
+    """A budget sweep sends the same prompts to one engine cell after cell: without a reset
+    the second cell's prefills are served from the first cell's cache."""
+    problems = tmp_path / "long.jsonl"
+    # prompts of ~400 tokens (several of the CPU build's 128-token blocks), distinct from
+    # their first token so that no cell hits the cache on its own
+    problems.write_text("".join(
+        orjson.dumps({"prompt": f"{i} " + " ".join(str((i * 7 + k) % 100) for k in range(400)),
+                      "answer": "1"}).decode() + "\n" for i in range(3)))
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(
+        "name: sweep\n"
+        "base:\n"
+        "  engine: {kind: vllm, model: 'builtin:tiny-random', max_model_len: 4096}\n"
+        f"  workload: {{name: '{problems}', prompt_style: plain}}\n"
+        "  arrival: {name: batch, batch_size: 3}\n"
+        "  grade: false\n"
+        "matrix:\n"
+        "  max_tokens: [4, 8]\n"
+    )
+    plan = plan_study(spec, out=tmp_path / "sweep")
+    index, _ = _run(plan, random_slots)
+    _all_ok(index)
+    assert index["sessions"][-1]["engine_starts"] == 0  # both cells on the shared engine
+    first, second = (tmp_path / "sweep" / c["id"] for c in index["cells"])
+    hits1, queries1 = _prefix_hits(first)
+    hits2, queries2 = _prefix_hits(second)
+    assert queries1 > 1000 and queries2 > 1000, (queries1, queries2)
+    assert hits2 == 0, f"cell 2 served {hits2:g} of {queries2:g} prompt tokens from the cache"
+    for cell in (first, second):
+        record = orjson.loads((cell / "cell.json").read_bytes())
+        assert record["prefix_cache"] == "reset: POST /reset_prefix_cache"

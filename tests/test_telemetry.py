@@ -424,8 +424,13 @@ class _NvmlError(Exception):
 
 
 def _fake_pynvml(
-    used: list[int], total: list[int], util: list[int], init_error: str = ""
+    used: list[int], total: list[int], util: list[int], init_error: str = "",
+    bus_ids: list[str] | None = None, models: list[str] | None = None,
 ) -> SimpleNamespace:
+    """NVML over len(used) GPUs; handle i is NVML index i, at PCI bus bus_ids[i]."""
+    buses = bus_ids or [f"00000000:{i + 1:02X}:00.0" for i in range(len(used))]
+    kinds = models or ["NVIDIA H100"] * len(used)
+
     def init() -> None:
         if init_error:
             raise _NvmlError(init_error)
@@ -437,6 +442,8 @@ def _fake_pynvml(
         nvmlDeviceGetCount=lambda: len(used),
         nvmlDeviceGetHandleByIndex=lambda i: i,
         nvmlDeviceGetHandleByUUID=lambda u: int(u.removeprefix("GPU-")),
+        nvmlDeviceGetPciInfo=lambda h: SimpleNamespace(busId=buses[h].encode()),
+        nvmlDeviceGetName=lambda h: kinds[h],
         nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(used=used[h], total=total[h], free=0),
         nvmlDeviceGetUtilizationRates=lambda h: SimpleNamespace(gpu=util[h], memory=0),
     )
@@ -507,3 +514,40 @@ def test_sampler_gpu_only_and_gpu_missing(monkeypatch: pytest.MonkeyPatch) -> No
     asyncio.run(main(without, want=0))
     assert batches == [] and without.warnings == []
     assert len(without.notes) == 1 and "GPU telemetry off" in without.notes[0]
+
+
+# --- which GPUs: the engine's, in CUDA's order, and only for an engine launched here -------
+
+
+def test_gpu_reads_the_engine_env_not_the_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml([1, 20, 300], [10**4] * 3, [0] * 3))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # the client's own setting
+    with NvmlGpu(env={"CUDA_VISIBLE_DEVICES": "1,2"}) as gpu:
+        assert gpu.sample()[names.GPU_MEMORY_USED_BYTES] == 320.0
+        assert gpu.bus_ids == ["00000000:02:00.0", "00000000:03:00.0"]
+
+
+def test_gpu_indexes_follow_pci_bus_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # NVML's index 0 sits at the highest bus id here; CUDA with PCI_BUS_ID counts by bus.
+    fake = _fake_pynvml([1, 20, 300], [10**4] * 3, [0] * 3,
+                        bus_ids=["00000000:C1:00.0", "00000000:41:00.0", "00000000:01:00.0"])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    env = {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    with NvmlGpu(env=env) as gpu:
+        assert gpu.sample()[names.GPU_MEMORY_USED_BYTES] == 300.0
+        assert gpu.bus_ids == ["00000000:01:00.0"]
+    # same models: CUDA's default FASTEST_FIRST order is the bus order too
+    with NvmlGpu(env={"CUDA_VISIBLE_DEVICES": "1"}) as gpu:
+        assert gpu.sample()[names.GPU_MEMORY_USED_BYTES] == 20.0
+
+
+def test_gpu_mixed_models_without_pci_order_are_not_guessed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _fake_pynvml([1, 20], [10**4] * 2, [0] * 2, models=["NVIDIA H100", "NVIDIA A10"])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    gpu = NvmlGpu(env={"CUDA_VISIBLE_DEVICES": "1"})
+    assert not gpu.available()
+    assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in (gpu.reason or "")
+    with NvmlGpu(env={"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}) as ok:
+        assert ok.sample()[names.GPU_MEMORY_USED_BYTES] == 20.0

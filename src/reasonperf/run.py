@@ -32,6 +32,7 @@ from reasonperf.client.think_open import resolve_prompt_opens_think
 from reasonperf.client.tokenizer import Tokenizer, start_run_tokenizer
 from reasonperf.config import RunSpec, load_run_spec
 from reasonperf.engines import Engine, LaunchedEngine, make_engine
+from reasonperf.engines.base import engine_gpu_env
 from reasonperf.errors import UsageError
 from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
 from reasonperf.store import RUN_JSON, RunStore
@@ -139,6 +140,10 @@ def execute_run(
         tokenizer, info["tokenizer"] = tokenizer_ready()
         info["engine"] = engine.describe()
         info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
+        for warning in info["engine"].get("warnings", []):  # e.g. a stale engine of ours
+            console.print(f"warning: {warning}", style="yellow", markup=False)
+            if warning not in info["warnings"]:
+                info["warnings"].append(warning)
         store.write_json(RUN_JSON, info)
         if plans:
             try:
@@ -193,9 +198,15 @@ async def _drive(
         prompt_opens_think=opens,
     )
     stop = asyncio.Event()
+    gpu_env = engine_gpu_env(engine)  # NVML only for an engine we launched on this host
     sampler = TelemetrySampler(
-        engine.metrics_url, spec.sample_interval_s, clock, store.append_timeline
+        engine.metrics_url, spec.sample_interval_s, clock, store.append_timeline,
+        gpu=gpu_env is not None, gpu_env=gpu_env,
     )
+    gpu_off = ("GPU telemetry off: the engine was not launched here (an endpoint may run on "
+               "another machine, and NVML would describe this client's GPUs)")
+    if gpu_env is None and gpu_off not in info.setdefault("notes", []):
+        info["notes"].append(gpu_off)
     async with make_session(concurrency) as session:
         if spec.continuous_usage == "on":
             cfg.continuous_usage = True

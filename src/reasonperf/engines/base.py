@@ -14,9 +14,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from reasonperf.engines.hardware import read_cpu_flags
+from reasonperf.engines.lifeline import StaleEngine, find_stale_engines
 from reasonperf.engines.models import cache_dir, prepare_smollm2
 from reasonperf.engines.process import (
     ManagedProcess,
+    http_post,
     http_status,
     log_tail,
     one_line,
@@ -26,6 +29,7 @@ from reasonperf.engines.process import (
 from reasonperf.engines.spec import EngineSpec
 from reasonperf.errors import EngineStartError, UsageError
 from reasonperf.registry import Registry
+from reasonperf.telemetry.gpu import CUDA_ENV_KEYS
 
 
 @runtime_checkable
@@ -48,7 +52,19 @@ class Engine(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+def engine_gpu_env(engine: object) -> dict[str, str] | None:
+    """The CUDA_* environment of an engine running on this host (whose GPUs NVML may
+    sample), or None for an engine elsewhere or of unknown placement (an endpoint)."""
+    gpu_env = getattr(engine, "gpu_env", None)
+    return gpu_env() if callable(gpu_env) else None
+
+
 ENGINES: Registry[type] = Registry("engine")
+
+
+class PrefixCacheResetError(RuntimeError):
+    """The engine has no prefix-cache reset route, or refused to reset."""
+
 
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 
@@ -116,8 +132,11 @@ class LaunchedEngine(EngineBase, ABC):
     owned_flags: tuple[str, ...] = ()  # flags built from spec fields; extra_args may not set them
     stop_grace_s: float = 15.0  # SIGTERM -> SIGKILL delay
 
-    def __init__(self, spec: EngineSpec) -> None:
+    prefix_cache_reset_path: str | None = None  # POST here empties the prefix cache
+
+    def __init__(self, spec: EngineSpec, *, cpu_flags: frozenset[str] | None = None) -> None:
         self.spec = spec
+        self._cpu_flags = cpu_flags  # None: read /proc/cpuinfo when a choice needs them
         clash = sorted(set(self.owned_flags) & {a.split("=", 1)[0] for a in spec.extra_args})
         if clash:
             raise UsageError(
@@ -133,6 +152,7 @@ class LaunchedEngine(EngineBase, ABC):
         self._process: ManagedProcess | None = None
         self._command: list[str] = []
         self._extra_env: dict[str, str] = {}
+        self.stale_engines: list[StaleEngine] = []  # left running by an earlier process
 
     @cached_property
     def model(self) -> str:
@@ -158,6 +178,34 @@ class LaunchedEngine(EngineBase, ABC):
         """Variables added to the inherited environment (spec.env wins)."""
         return {}
 
+    def choices(self) -> dict[str, dict[str, Any]]:
+        """Settings reasonperf chose for this launch: {name: {"value", "reason"}}."""
+        return {}
+
+    def gpu_env(self) -> dict[str, str]:
+        """CUDA_VISIBLE_DEVICES / CUDA_DEVICE_ORDER as the server sees them (we launch it
+        here, with our environment plus its own): which GPUs GPU telemetry should watch."""
+        env = {**os.environ, **self.build_env(), **self.spec.env}
+        return {k: env[k] for k in CUDA_ENV_KEYS if k in env}
+
+    # --- what the choices read ----------------------------------------------------------
+    @property
+    def cpu_flags(self) -> frozenset[str]:
+        if self._cpu_flags is None:
+            self._cpu_flags = read_cpu_flags()
+        return self._cpu_flags
+
+    def user_flag(self, name: str) -> str | bool | None:
+        """The value the user gave to ``name`` in extra_args (True for a bare switch)."""
+        args = self.spec.extra_args
+        for i, arg in enumerate(args):
+            if arg == name:
+                nxt = args[i + 1] if i + 1 < len(args) else None
+                return nxt if nxt is not None and not nxt.startswith("--") else True
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+        return None
+
     def diagnose(self, lines: list[str]) -> str | None:
         """A recognisable cause from the log tail, or None."""
         text = "\n".join(lines)
@@ -176,6 +224,7 @@ class LaunchedEngine(EngineBase, ABC):
     def start(self, log_dir: Path | None = None) -> None:
         if self.started:
             raise EngineStartError(f"{self.kind} engine already started; stop() it first")
+        self.stale_engines = find_stale_engines()
         port = self._choose_port()
         self.port = port
         self.base_url = f"http://{_url_host(self.host)}:{port}/v1"
@@ -219,7 +268,31 @@ class LaunchedEngine(EngineBase, ABC):
             "env": public_env(self._extra_env or {**self.build_env(), **self.spec.env}),
             "log_path": str(self.log_path) if self.log_path else None,
             "start_s": self.start_s,
+            "choices": self.choices(),
+            "warnings": [stale.describe() for stale in self.stale_engines],
         }
+
+    def reset_prefix_cache(self, timeout_s: float = 30.0) -> str:
+        """Empty the engine's prefix cache; returns what was done, in words.
+
+        Raises PrefixCacheResetError when the engine has no such route or refuses (vLLM answers
+        success=false while blocks are still held: retried until timeout_s).
+        """
+        path = self.prefix_cache_reset_path
+        if path is None or not self.base_url:
+            raise PrefixCacheResetError(f"{self.kind} engine cannot reset its prefix cache")
+        url = self.base_url.removesuffix("/v1") + path
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status, body = http_post(url, timeout_s=min(10.0, timeout_s))
+            if status == 200 and '"success":false' not in body.replace(" ", ""):
+                return f"reset: POST {path}"
+            if status == 404 or time.monotonic() >= deadline:
+                raise PrefixCacheResetError(
+                    f"{self.kind} refused to reset its prefix cache: POST {path} answered "
+                    f"HTTP {status} {body[:200]}"
+                )
+            time.sleep(0.2)
 
     # --- helpers ----------------------------------------------------------------------------
     def _choose_port(self) -> int:

@@ -5,6 +5,9 @@ so a launched engine is started as the leader of a new session and stopped by si
 the whole process group, then any stray descendant by pid. ``stop`` is registered with
 ``atexit`` and SIGTERM is turned into ``SystemExit`` so that neither a normal exit, an
 uncaught exception, Ctrl-C nor a polite kill of the parent leaves an orphan server behind.
+
+Against a SIGKILL of the parent (where no Python code of ours runs any more) the server
+gets a death signal, and every launch leaves a pid file while it runs: see lifeline.py.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from reasonperf.engines.lifeline import (
+    can_die_with_parent,
+    engine_pid_dir,
+    with_death_signal,
+    write_pid_file,
+)
 
 try:  # a dependency of every engine we launch; only used to find stray descendants
     import psutil
@@ -89,6 +99,16 @@ def http_status(url: str, timeout_s: float = 2.0, headers: dict[str, str] | None
         return int(exc.code)
 
 
+def http_post(url: str, timeout_s: float = 10.0) -> tuple[int, str]:
+    """POST an empty body to url: (HTTP status, body text). Raises OSError when nothing answers."""
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            return int(resp.status), resp.read(4096).decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read(4096).decode("utf-8", errors="replace")
+
+
 def _sigterm_to_exit(signum: int, frame: object) -> None:
     """SIGTERM -> SystemExit, so context managers and atexit hooks stop the servers."""
     raise SystemExit(128 + signum)
@@ -103,13 +123,21 @@ def _install_sigterm_handler() -> None:
 
 
 class ManagedProcess:
-    """A server subprocess in its own process group, with its output in a log file."""
+    """A server subprocess in its own process group, with its output in a log file.
 
-    def __init__(self, command: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+    ``die_with_parent``: the server gets SIGTERM when this process dies (Linux, launched
+    from the main thread); ``pid_dir``: where its pid file goes (None: engine_pid_dir()).
+    """
+
+    def __init__(self, command: Sequence[str], env: dict[str, str], log_path: Path,
+                 pid_dir: Path | None = None, die_with_parent: bool = True) -> None:
         self.command = list(command)
         self.env = env
         self.log_path = log_path
+        self.pid_dir = engine_pid_dir() if pid_dir is None else pid_dir
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen[bytes] | None = None
+        self.pid_file: Path | None = None
         self._stopped = False
 
     @property
@@ -121,8 +149,9 @@ class ManagedProcess:
         with self.log_path.open("ab") as log:
             log.write(f"# reasonperf launch: {' '.join(self.command)}\n".encode())
             log.flush()
+            guarded = self.die_with_parent and can_die_with_parent()
             self.proc = subprocess.Popen(
-                self.command,
+                with_death_signal(self.command) if guarded else self.command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -131,6 +160,11 @@ class ManagedProcess:
             )
         atexit.register(self.stop)
         _install_sigterm_handler()
+        try:
+            self.pid_file = write_pid_file(self.pid_dir, self.proc.pid, self.command,
+                                           self.log_path)
+        except OSError:
+            self.pid_file = None  # a read-only home: no stale-engine report, nothing else lost
 
     def exit_code(self) -> int | None:
         """None while running, else the exit status."""
@@ -168,6 +202,8 @@ class ManagedProcess:
             _signal_pids(stray, signal.SIGKILL)
             self.proc.wait()
             _wait_until(lambda: not _group_alive(pgid, stray), time.monotonic() + 5.0)
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

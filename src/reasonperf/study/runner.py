@@ -35,6 +35,7 @@ from rich.console import Console
 
 from reasonperf import __version__
 from reasonperf.engines import Engine, make_engine
+from reasonperf.engines.base import PrefixCacheResetError
 from reasonperf.engines.process import log_tail, one_line
 from reasonperf.engines.spec import EngineSpec
 from reasonperf.errors import UsageError
@@ -162,6 +163,28 @@ class EngineSlots:
         self._adopted.clear()
 
 
+def clear_prefix_cache(slots: EngineSlots, spec: EngineSpec, engine: Engine, started: bool,
+                       log_dir: Path) -> tuple[Engine, str]:
+    """Empty the prefix cache of a reused engine so that a cell's prefills are not served
+    from an earlier cell's prompts (a budget sweep sends the same prompts cell after cell).
+
+    A reset the engine refuses becomes a restart. Returns the engine to use and what was
+    done, in words, for cell.json.
+    """
+    if started:
+        return engine, "fresh engine: nothing cached"
+    reset = getattr(engine, "reset_prefix_cache", None)
+    if not callable(reset):
+        return engine, "not reset: the engine offers no prefix-cache reset"
+    try:
+        return engine, str(reset())
+    except (PrefixCacheResetError, OSError) as err:
+        why = " ".join(str(err).split())
+    slots.discard(spec)
+    engine, _ = slots.acquire(spec, log_dir)
+    return engine, f"restarted: the reset failed ({why})"
+
+
 # --------------------------------------------------------------------------- watchdog
 
 
@@ -276,8 +299,9 @@ class CellRun:
 
 
 def run_cell(plan: StudyPlan, cell: Cell, engine: Engine, console: Console,
-             poll_s: float = 0.5) -> CellRun:
-    """Run (or resume) one cell on a running engine; cell.json is written last."""
+             poll_s: float = 0.5, prefix_cache: str | None = None) -> CellRun:
+    """Run (or resume) one cell on a running engine; cell.json is written last.
+    ``prefix_cache``: what was done to the engine's prefix cache before it (recorded)."""
     root = cell_dir(plan, cell)
     state = read_cell_state(plan, cell) or {}
     has_run = (root / RUN_JSON).exists()
@@ -288,6 +312,7 @@ def run_cell(plan: StudyPlan, cell: Cell, engine: Engine, console: Console,
         "id": cell.id, "status": RUNNING, "spec_hash": cell.spec_hash,
         "attempt": int(state.get("attempt") or 0) + (0 if resume else 1),
         "resumed": resume, "started": _now(), "levels": cell.levels, "group": cell.group,
+        "prefix_cache": prefix_cache,
     }
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / CELL_JSON, record)
@@ -467,8 +492,17 @@ def _run_group(plan: StudyPlan, group: EngineGroup, cells: list[Cell], slots: En
                 return
             if started:
                 progress.engine_started(slots.start_s[-1])
+            try:
+                engine, prefix_cache = clear_prefix_cache(slots, group.engine, engine, started,
+                                                          log_dir)
+            except EngineStartFailure as err:  # the restart after a refused reset failed
+                records[cell.id] = fail_unstarted(plan, cell, str(err), err.tail)
+                session["cells_failed"] += 1
+                progress.cell_finished(cell.id, FAILED, None, "engine did not restart")
+                _write_index(plan, records, session)
+                continue
             progress.cell_started(cell.id, (cell_dir(plan, cell) / RUN_JSON).exists())
-            outcome = run_cell(plan, cell, engine, console, poll_s)
+            outcome = run_cell(plan, cell, engine, console, poll_s, prefix_cache)
             records[cell.id] = outcome.record
             session["cells_resumed" if outcome.resumed else "cells_run"] += 1
             if outcome.status == FAILED:
@@ -498,7 +532,7 @@ def _cell_entry(plan: StudyPlan, cell: Cell, record: dict[str, Any]) -> dict[str
         "run_dir": cell.id if (plan.root / cell.id / RUN_JSON).exists() else None,
     }
     for key in ("reason", "error", "log_tail", "wall_s", "attempt", "resumed", "summary",
-                "started", "ended", "warnings"):
+                "started", "ended", "warnings", "prefix_cache"):
         if record.get(key) not in (None, [], ""):
             entry[key] = record[key]
     if cell.skip and "reason" not in entry:

@@ -7,8 +7,9 @@ one warning and the sampler keeps trying; it never raises into the run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -42,6 +43,7 @@ class TelemetrySampler:
         sink: Callable[[list[TimelineSample]], None],
         gpu: bool = True,
         timeout_s: float = 2.0,
+        gpu_env: Mapping[str, str] | None = None,  # the engine's CUDA_* env; None: ours
     ) -> None:
         if not (interval_s > 0 and math.isfinite(interval_s)):
             raise UsageError(
@@ -60,6 +62,7 @@ class TelemetrySampler:
         self._clock = clock
         self._sink = sink
         self._want_gpu = gpu
+        self._gpu_env = gpu_env
         self._gpu: NvmlGpu | None = None
         # Set once the first sample is in (or sampling is impossible): the runner starts
         # the load only then, so counter deltas have a baseline taken before any request.
@@ -84,7 +87,7 @@ class TelemetrySampler:
     async def run(self, stop: asyncio.Event) -> None:
         """Sample now, then at every tick until ``stop`` is set, then once more."""
         if self._want_gpu:
-            gpu = await asyncio.to_thread(NvmlGpu)
+            gpu = await asyncio.to_thread(functools.partial(NvmlGpu, env=self._gpu_env))
             if gpu.available():
                 self._gpu = gpu
             elif gpu.reason:
