@@ -62,6 +62,24 @@ def token_check(requests: pa.Table, tolerance: int = 0) -> dict[str, Any]:
     return {"checked": requests.num_rows, "mismatches": len(bad), "examples": bad[:5]}
 
 
+def rate_limited(requests: pa.Table) -> dict[str, Any]:
+    """HTTP 429s: how many, their share of all requests, and the Retry-After the server
+    asked for (never acted on: no silent retries)."""
+    status = requests.column("error_type").to_pylist()
+    n = sum(1 for v in status if v == "http_429")
+    after = [
+        v for v, e in zip(requests.column("retry_after_s").to_pylist(), status, strict=True)
+        if e == "http_429" and v is not None
+    ] if "retry_after_s" in requests.column_names else []
+    return {
+        "count": n,
+        "share": n / requests.num_rows if requests.num_rows else None,
+        "with_retry_after": len(after),
+        "retry_after_s_median": float(np.median(after)) if after else None,
+        "retry_after_s_max": float(max(after)) if after else None,
+    }
+
+
 def slo_mask(metrics: dict[str, np.ndarray], slo: dict[str, float]) -> np.ndarray:
     """True where a request meets every SLO given (a missing metric fails the SLO)."""
     n = len(next(iter(metrics.values()))) if metrics else 0
@@ -128,6 +146,7 @@ def summarize(
             "errors": errors.num_rows,
             "error_types": _counts(errors, "error_type"),
             "finish_reasons": _counts(requests, "finish_reason"),
+            "rate_limited": rate_limited(requests),
         },
         "latency": latency,
         "metric_definitions": {k: {"unit": u, "definition": d} for k, (u, d) in METRICS.items()},
