@@ -20,13 +20,13 @@ from typing import Any
 from rich.console import Console
 
 from reasonperf import __version__
+from reasonperf.client.health import EndpointHealth
 from reasonperf.client.openai import (
     EndpointConfig,
     make_session,
     probe_continuous_usage,
     send_request,
 )
-from reasonperf.client.health import EndpointHealth
 from reasonperf.client.progress import LiveProgress
 from reasonperf.client.runner import RunClock, event_loop_factory, run_load
 from reasonperf.config import RunSpec, load_run_spec
@@ -125,7 +125,7 @@ def execute_run(
         # Continue the original time axis: seconds since the original start, by wall clock.
         offset = time.time() - info["clock"]["wall_time_unix"]
     clock = RunClock.start(offset)
-    segment = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
+    segment: dict[str, Any] = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
     info["segments"].append(segment)
     store.write_json(RUN_JSON, info)
 

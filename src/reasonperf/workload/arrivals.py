@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ import orjson
 from reasonperf.errors import UsageError
 from reasonperf.registry import Registry
 from reasonperf.workload.files import read_rows
-
 
 BLOCK = 65_536  # offsets drawn per block: big enough for numpy speed, small in memory
 
@@ -98,7 +97,7 @@ def _cumulative(n: int, draw: Callable[[np.random.Generator, int], np.ndarray], 
 @dataclass
 class Arrival:
     mode: str  # "open" (precomputed offsets) | "batch" | "closed"
-    offsets: Sequence[float] | None  # open: absolute offsets (s) from run start, len n, first = 0
+    offsets: Iterable[float] | None  # open: absolute offsets (s) from run start, n, first = 0
     batch_size: int | None  # batch mode
     concurrency: int | None  # closed mode (also caps in-flight requests in open mode if set)
 
