@@ -90,3 +90,35 @@ def test_a_cycled_workload_is_said_in_one_line_before_sending(tmp_path):
     assert len(lines) == 1, text
     assert "7 requests" in lines[0] and "3 problems" in lines[0]
     assert res.summary["requests"]["total"] == 7
+
+
+def _store_with(tmp_path, n: int):
+    from reasonperf.records import ChunkEvent, RequestRecord
+    from reasonperf.store import RunStore
+
+    store = RunStore.create(tmp_path, f"fold{n}")
+    store.write_json("run.json", {})
+    for i in range(n):
+        rid = f"r{i:06d}"
+        store.append_request(
+            RequestRecord(rid, "x", "d", "p", 0, sent_s=float(i), done_s=i + 1.0, completion_tokens=3),
+            [ChunkEvent(rid, i + 0.5, "answer", 3, 15)])
+    store.append_request(RequestRecord("r000001", "x", "d", "p", 0, status="error",
+                                       error_type="http_5xx"), [])  # a later record wins
+    store.close()
+    return store
+
+
+def test_fold_memory_is_flat_in_the_number_of_requests(tmp_path):
+    import pyarrow.parquet as pq
+
+    peaks = {}
+    for n in (10_000, 40_000):
+        store = _store_with(tmp_path, n)
+        peaks[n] = _peak_mib(store.fold)
+        req = pq.read_table(store.dir / "requests.parquet")
+        assert req.num_rows == n
+        rows = {r["request_id"]: r for r in req.select(["request_id", "status"]).to_pylist()}
+        assert len(rows) == n and rows["r000001"]["status"] == "error"
+        assert pq.read_table(store.dir / "chunks.parquet").num_rows == n - 1
+    assert peaks[40_000] < 1.6 * peaks[10_000], peaks
