@@ -111,7 +111,7 @@ def execute_run(
         raise UsageError("the workload produced no requests; check --workload, --limit and --num-requests")
     arrival = build_arrival(spec, plans.total)
     if plans.cycled:
-        console.print(f"note: {plans.cycle_note()}")
+        console.print(f"note: {plans.cycle_note()}", soft_wrap=True)
 
     if store is None:
         store = RunStore.create(spec.out, spec.name, exact_dir=out_dir)
