@@ -65,18 +65,18 @@ def token_check(requests: pa.Table, tolerance: int = 0) -> dict[str, Any]:
 def rate_limited(requests: pa.Table) -> dict[str, Any]:
     """HTTP 429s: how many, their share of all requests, and the Retry-After the server
     asked for (never acted on: no silent retries)."""
-    status = requests.column("error_type").to_pylist()
-    n = sum(1 for v in status if v == "http_429")
-    after = [
-        v for v, e in zip(requests.column("retry_after_s").to_pylist(), status, strict=True)
-        if e == "http_429" and v is not None
-    ] if "retry_after_s" in requests.column_names else []
+    is_429 = pc.fill_null(pc.equal(requests.column("error_type"), "http_429"), False)
+    n = int(pc.sum(is_429).as_py() or 0)
+    after = np.array([], dtype=float)
+    if "retry_after_s" in requests.column_names:
+        col = requests.column("retry_after_s").filter(is_429).drop_null()
+        after = col.to_numpy().astype(float)
     return {
         "count": n,
         "share": n / requests.num_rows if requests.num_rows else None,
         "with_retry_after": len(after),
-        "retry_after_s_median": float(np.median(after)) if after else None,
-        "retry_after_s_max": float(max(after)) if after else None,
+        "retry_after_s_median": float(np.median(after)) if len(after) else None,
+        "retry_after_s_max": float(after.max()) if len(after) else None,
     }
 
 
