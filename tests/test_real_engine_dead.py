@@ -44,6 +44,7 @@ def test_engine_killed_mid_run_stops_the_run_with_its_exit_status(tmp_path, engi
             proc.kill()
     assert proc.returncode == 1, err[-3000:]
     line = err.strip().splitlines()[-1]
+    print(line)  # shown with -rP: the one line a user reads
     assert line.startswith("error: stopped sending: the engine process exited with status -9"), line
     assert "engine.log" in line
     run_dir = next(tmp_path.glob("*/requests.jsonl")).parent
