@@ -54,6 +54,9 @@ class Programme:
     faults: dict[str, float] = field(default_factory=dict)  # fault kind -> probability
     fault_after: int = 10  # tokens sent before a cut / malformed / hang fault
     jitter: float = 0.0  # per-request lognormal sigma scaling ttft_s and itl_s (seeded RNG)
+    retry_after: str | None = None  # Retry-After header value sent with http429 faults
+    api_key: str | None = None  # require "Authorization: Bearer <api_key>", else 401
+    json_answer: bool = False  # answer one application/json completion instead of a stream
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -215,9 +218,18 @@ class FakeServer:
         opts = body.get("stream_options") or {}
         if opts.get("continuous_usage_stats") and not prog.continuous_usage:
             return _error(400, "continuous_usage_stats is not supported")
+        if prog.api_key is not None and request.headers.get("Authorization") != f"Bearer {prog.api_key}":
+            return _error(401, "invalid API key")
+        if prog.json_answer:
+            return _json(200, {"id": "cmpl-json", "object": "chat.completion", "model": self.model,
+                               "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": "hi"}}]})
         fault = self._draw_fault(prog)
         if fault == "http429":
-            return _error(429, "rate limited")
+            resp = _error(429, "rate limited")
+            if prog.retry_after is not None:
+                resp.headers["Retry-After"] = prog.retry_after
+            return resp
         if fault == "http500":
             return _error(500, "internal server error")
         if prog.no_usage_every and self.requests_received % prog.no_usage_every == 0:

@@ -57,8 +57,10 @@ def test_itl_is_per_token_and_ignores_uncounted_chunks():
 
 def test_summary_throughput_goodput_and_errors():
     s = summarize(_table(ROWS), slo={"ttfvt": 1.0})
+    rate_limited = s["requests"].pop("rate_limited")
     assert s["requests"] == {"total": 3, "ok": 2, "errors": 1, "error_types": {"timeout": 1},
                              "finish_reasons": {"none": 3}}
+    assert (rate_limited["count"], rate_limited["share"]) == (0, 0.0)
     tp = s["throughput"]
     assert math.isclose(tp["window_s"], 3.2 - 0.5)
     assert math.isclose(tp["request_throughput"], 2 / 2.7)

@@ -121,6 +121,8 @@ def make_run(
         "correct": _nullable(correct, err, pa.bool_()),
         "truncated": _nullable(truncated, err | nul, pa.bool_()),
     }
+    for f in REQUEST_SCHEMA:  # columns this synthetic run has no value for stay unknown
+        cols.setdefault(f.name, pa.nulls(n, f.type))
     requests = pa.table(cols, schema=REQUEST_SCHEMA)
     return RunData(
         run_dir=f"/synthetic/{name}",

@@ -141,6 +141,7 @@ def run(
     out: str = typer.Option("runs", help="Runs directory."),
     name: str = typer.Option("run", help="Run name (directory suffix)."),
     resume: Path = typer.Option(None, help="Resume an interrupted run directory."),
+    max_error_rate: float = typer.Option(0.5, help="Fail the run (exit 1) when more than this share of requests fail."),
 ) -> None:
     """Send a workload to an engine, record every request, grade and summarise."""
     from reasonperf.config import load_run_spec, load_yaml
@@ -213,6 +214,7 @@ def run(
         put(None, "grade", "no_grade", not no_grade)
         put(None, "out", "out", out)
         put(None, "name", "name", name)
+        put(None, "max_error_rate", "max_error_rate", max_error_rate)
         spec = load_run_spec(data, source=str(config) if config else "options")
         result = execute_run(spec, console=console)
     render_summary(result.summary, Console(), str(result.run_dir))
@@ -223,6 +225,9 @@ def run(
             file=sys.stderr,
         )
         raise typer.Exit(130)
+    if result.failure:
+        print(f"error: {result.failure}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -79,6 +79,8 @@ class RunSpec(BaseModel):
     store_text: bool = True
     grade: bool = True
     slo: dict[str, float] = Field(default_factory=dict)
+    # A run whose share of failed requests passes this fails (exit 1), summary says so.
+    max_error_rate: float = Field(default=0.5, ge=0, le=1)
 
     @field_validator("slo")
     @classmethod

@@ -92,6 +92,9 @@ class RequestRecord:
     status: str = "ok"  # "ok" | "error"
     error_type: str | None = None  # http_4xx / http_5xx / timeout / disconnect / malformed / connect / cancelled
     error: str | None = None
+    http_status: int | None = None  # the response's status; None when none came
+    retry_after_s: float | None = None  # Retry-After of a 429/503, in seconds
+    pool_wait_s: float | None = None  # waited for a pooled connection (part of client queue)
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -139,6 +142,9 @@ REQUEST_SCHEMA = pa.schema(
         ("status", pa.string()),
         ("error_type", pa.string()),
         ("error", pa.string()),
+        ("http_status", pa.int32()),
+        ("retry_after_s", pa.float64()),
+        ("pool_wait_s", pa.float64()),
         ("max_tokens", pa.int64()),
         ("temperature", pa.float64()),
         ("top_p", pa.float64()),

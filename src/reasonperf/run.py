@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from reasonperf import __version__
+from reasonperf.client.health import EndpointHealth
 from reasonperf.client.openai import (
     EndpointConfig,
     make_session,
@@ -33,12 +34,13 @@ from reasonperf.client.tokenizer import Tokenizer, start_run_tokenizer
 from reasonperf.config import RunSpec, load_run_spec
 from reasonperf.engines import Engine, LaunchedEngine, make_engine
 from reasonperf.engines.base import engine_gpu_env
+from reasonperf.engines.process import log_tail, one_line
 from reasonperf.errors import UsageError
 from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
 from reasonperf.store import RUN_JSON, RunStore
-from reasonperf.summary_io import write_summary
+from reasonperf.summary_io import SUMMARY_JSON, write_summary
 from reasonperf.telemetry.sampler import TelemetrySampler
-from reasonperf.workload.plan import build_arrival, build_plans, load_problems, schedule
+from reasonperf.workload.plan import Plans, build_arrival, build_plans, load_problems, schedule
 
 
 @dataclass
@@ -47,6 +49,7 @@ class RunResult:
     summary: dict[str, Any]
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
+    failure: str | None = None  # one line: why the run failed (exit 1), None when it did not
 
 
 def _version(dist: str) -> str | None:
@@ -107,23 +110,25 @@ def execute_run(
 
     problems = load_problems(spec)
     plans = build_plans(spec, problems)
-    if not plans:
+    if not plans.total:
         raise UsageError("the workload produced no requests; check --workload, --limit and --num-requests")
-    arrival = build_arrival(spec, len(plans))
+    arrival = build_arrival(spec, plans.total)
+    if plans.cycled:
+        console.print(f"note: {plans.cycle_note()}", soft_wrap=True)
 
     if store is None:
         store = RunStore.create(spec.out, spec.name, exact_dir=out_dir)
         anchor = {"wall_time_unix": time.time(), "perf_counter_ns": time.perf_counter_ns()}
-        info = _run_json(spec, store.dir.name, anchor, len(plans))
+        info = _run_json(spec, store.dir.name, anchor, plans.total)
         offset = 0.0
     else:
         assert info is not None
         done_ids = store.finished_ids()
-        plans = [p for p in plans if p.request_id not in done_ids]
+        plans = build_plans(spec, problems, skip_ids=done_ids)
         # Continue the original time axis: seconds since the original start, by wall clock.
         offset = time.time() - info["clock"]["wall_time_unix"]
     clock = RunClock.start(offset)
-    segment = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
+    segment: dict[str, Any] = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
     info["segments"].append(segment)
     store.write_json(RUN_JSON, info)
 
@@ -131,6 +136,7 @@ def execute_run(
     if engine is None:
         engine = make_engine(spec.engine)
     interrupted = False
+    failure: str | None = None
     try:
         # Started before the engine, so a bad --tokenizer fails in seconds.
         tokenizer_ready = start_run_tokenizer(spec.tokenizer, _local_model_dir(engine))
@@ -148,8 +154,10 @@ def execute_run(
         if plans:
             try:
                 with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-                    runner.run(_drive(spec, engine, plans, arrival, store, clock, info, console,
-                                      tokenizer=tokenizer))
+                    failure = runner.run(
+                        _drive(spec, engine, plans, arrival, store, clock, info, console,
+                               tokenizer=tokenizer)
+                    )
             except KeyboardInterrupt:
                 interrupted = True
     finally:
@@ -157,11 +165,34 @@ def execute_run(
             engine.stop()
         segment["ended_s"] = clock()
         segment["interrupted"] = interrupted
+        segment["failure"] = failure
         store.write_json(RUN_JSON, info)
         store.fold()
 
     summary = write_summary(store, grade=spec.grade and not interrupted)
-    return RunResult(store.dir, summary, interrupted, list(info.get("warnings", [])))
+    if not interrupted:
+        failure = _judge(spec, summary, failure)
+        if failure is not None:  # said in summary.json too, and kept for `summary` reruns
+            info["warnings"].append(failure)
+            store.write_json(RUN_JSON, info)
+            summary["warnings"] = [*summary.get("warnings", []), failure]
+            store.write_json(SUMMARY_JSON, summary)
+    return RunResult(store.dir, summary, interrupted, list(info.get("warnings", [])), failure)
+
+
+def _judge(spec: RunSpec, summary: dict[str, Any], failure: str | None) -> str | None:
+    """The run's failure line: the dead endpoint's, else an error share above
+    ``max_error_rate``, else None."""
+    if failure is not None:
+        return failure
+    req = summary["requests"]
+    total, errors = req["total"], req["errors"]
+    if total and errors / total > spec.max_error_rate:
+        return (
+            f"{errors} of {total} requests failed ({errors / total:.0%}: "
+            f"{req['error_types']}), above --max-error-rate {spec.max_error_rate:g}"
+        )
+    return None
 
 
 def _local_model_dir(engine: Any) -> str | None:
@@ -175,15 +206,20 @@ def _local_model_dir(engine: Any) -> str | None:
 async def _drive(
     spec: RunSpec,
     engine: Any,
-    plans: list[RequestPlan],
+    plans: Plans,
     arrival: Any,
     store: RunStore,
     clock: RunClock,
     info: dict[str, Any],
     console: Console,
     tokenizer: Tokenizer | None = None,
-) -> None:
-    concurrency = arrival.concurrency or arrival.batch_size or min(len(plans), 256)
+) -> str | None:
+    """Send the plans; return the line that says why sending stopped early (a dead
+    endpoint or engine process), None when every plan was sent."""
+    # The pool never caps below the offered load: a batch or closed loop gets its width,
+    # an open loop its --concurrency cap when given, else no cap (a schedule that offers
+    # 300 streams at once gets 300 connections, and any wait would show as pool_wait_s).
+    concurrency = arrival.batch_size if arrival.mode == "batch" else arrival.concurrency
     opens, evidence = resolve_prompt_opens_think(spec.think_open, spec.api, plans, tokenizer)
     info["think_open"] = {"setting": spec.think_open, "prompt_opens_think": opens,
                           "evidence": evidence}
@@ -221,19 +257,57 @@ async def _drive(
 
         sampler_task = asyncio.create_task(sampler.run(stop))
         await sampler.ready.wait()
+        dead = asyncio.Event()
+        health = EndpointHealth()
+        failure: list[str] = []
+        watch_task = asyncio.create_task(_watch_engine(engine, dead, failure))
         # Offsets are stamped only now that the engine, the session and the probe are
         # ready, so setup time never shows up as dispatch lag.
-        schedule(plans, arrival, start_s=clock())
+        scheduled = schedule(plans, arrival, start_s=clock())
         try:
             with LiveProgress(len(plans), clock, console) as progress:
 
                 def on_done(record: RequestRecord, chunks: list[ChunkEvent]) -> None:
                     store.append_request(record, chunks)
                     progress.on_done(record)
+                    reason = health.observe(record)
+                    if reason is not None and not dead.is_set():
+                        failure.append(_engine_exit_line(engine) or reason)
+                        dead.set()
 
-                await run_load(plans, arrival, send, on_done, clock, on_sent=progress.on_sent)
+                await run_load(
+                    scheduled, arrival, send, on_done, clock, on_sent=progress.on_sent, stop=dead
+                )
         finally:
+            watch_task.cancel()
             stop.set()
-            await asyncio.gather(sampler_task, return_exceptions=True)
+            await asyncio.gather(sampler_task, watch_task, return_exceptions=True)
             info["warnings"].extend(sampler.warnings)
             info.setdefault("notes", []).extend(sampler.notes)
+    return f"stopped sending: {failure[0]}" if failure else None
+
+
+async def _watch_engine(engine: Any, dead: asyncio.Event, failure: list[str]) -> None:
+    """For an engine we launched: when its process exits mid-run, say its status and log
+    tail and stop the run."""
+    if not callable(getattr(engine, "exit_code", None)):
+        return
+    while not dead.is_set():
+        line = _engine_exit_line(engine)
+        if line is not None:
+            failure.append(line)
+            dead.set()
+            return
+        await asyncio.sleep(0.25)
+
+
+def _engine_exit_line(engine: Any) -> str | None:
+    """'the engine process exited with status N ...' with its log tail, or None while it
+    runs (or when the engine is not ours)."""
+    exit_code = getattr(engine, "exit_code", None)
+    code = exit_code() if callable(exit_code) else None
+    if code is None:
+        return None
+    log = getattr(engine, "log_path", None)
+    tail = one_line(log_tail(Path(log), 5), 600) if log else "(no log)"
+    return f"the engine process exited with status {code} mid-run; log {log}: {tail}"

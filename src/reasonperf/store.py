@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,48 @@ def read_jsonl(path: Path) -> list[Any]:
             except orjson.JSONDecodeError:
                 continue
     return out
+
+
+def _log_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) of a JSONL log, torn lines skipped; streamed."""
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield lineno, orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+
+
+def _last_line_per_id(path: Path, keep: dict[str, int] | None = None) -> dict[str, int]:
+    """request_id -> the line number of its last row (only ids in ``keep`` when given)."""
+    last: dict[str, int] = {}
+    for lineno, row in _log_lines(path):
+        rid = row["request_id"]
+        if keep is None or rid in keep:
+            last[rid] = lineno
+    return last
+
+
+def _kept(path: Path, last: dict[str, int]) -> Iterator[dict[str, Any]]:
+    for lineno, row in _log_lines(path):
+        if last.get(row["request_id"]) == lineno:
+            yield row
+
+
+def _batches(rows: Iterable[dict[str, Any]], size: int = 4096) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -170,20 +212,28 @@ class RunStore:
         return out
 
     def fold(self) -> None:
-        """Fold the logs into Parquet (idempotent; the logs stay as the source of truth)."""
+        """Fold the logs into Parquet (idempotent; the logs stay as the source of truth).
+
+        Streamed in batches (the last record per request_id wins, as in ``request_rows``),
+        so folding a run of a million requests holds one batch, not the run."""
         self.close()
-        req = self.request_rows()
-        pq.write_table(pa.Table.from_pylist(req, schema=REQUEST_SCHEMA), self.dir / "requests.parquet")
-        ids = {r["request_id"] for r in req}
-        cols: dict[str, list[Any]] = {n: [] for n in CHUNK_SCHEMA.names}
-        for rid, chunks in self.chunk_rows(ids).items():
-            for t, kind, n_tok, n_chars in chunks:
-                cols["request_id"].append(rid)
-                cols["t_s"].append(t)
-                cols["kind"].append(kind)
-                cols["n_tokens"].append(n_tok)
-                cols["n_chars"].append(n_chars)
-        pq.write_table(pa.table(cols, schema=CHUNK_SCHEMA), self.dir / "chunks.parquet")
+        last = _last_line_per_id(self.dir / "requests.jsonl")
+        with pq.ParquetWriter(self.dir / "requests.parquet", REQUEST_SCHEMA) as writer:
+            for batch in _batches(_kept(self.dir / "requests.jsonl", last)):
+                writer.write_table(pa.Table.from_pylist(batch, schema=REQUEST_SCHEMA))
+        chunk_last = _last_line_per_id(self.dir / "chunks.jsonl", keep=last)
+        del last
+        with pq.ParquetWriter(self.dir / "chunks.parquet", CHUNK_SCHEMA) as writer:
+            for batch in _batches(_kept(self.dir / "chunks.jsonl", chunk_last)):
+                cols: dict[str, list[Any]] = {n: [] for n in CHUNK_SCHEMA.names}
+                for row in batch:
+                    for t, kind, n_tok, n_chars in row["c"]:
+                        cols["request_id"].append(row["request_id"])
+                        cols["t_s"].append(t)
+                        cols["kind"].append(kind)
+                        cols["n_tokens"].append(n_tok)
+                        cols["n_chars"].append(n_chars)
+                writer.write_table(pa.table(cols, schema=CHUNK_SCHEMA))
         tl = read_jsonl(self.dir / "timeline.jsonl")
         tcols = {n: [r[i] for r in tl] for i, n in enumerate(TIMELINE_SCHEMA.names)}
         pq.write_table(pa.table(tcols, schema=TIMELINE_SCHEMA), self.dir / "timeline.parquet")

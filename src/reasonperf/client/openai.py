@@ -1,6 +1,7 @@
 """One streaming request to an OpenAI-compatible server -> one RequestRecord + its chunks.
 
-Times come from the caller's run clock: ``sent_s`` right before the request goes out, each
+Times come from the caller's run clock: ``sent_s`` when the request's headers are written
+(after any wait for a pooled connection, which is ``pool_wait_s``), each
 piece's time when its bytes arrive. The reasoning/answer classification happens after the
 stream ends (see :mod:`reasonperf.client.split`) and changes no timing.
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -65,14 +68,67 @@ class EndpointConfig:
         return self.base_url.rstrip("/") + APIS[self.api]
 
 
-def make_session(concurrency: int) -> aiohttp.ClientSession:
-    """A session whose connection pool fits ``concurrency`` streams. No session-wide
-    timeout: each request has its own total deadline. Call inside the running loop."""
-    if concurrency < 1:
+def make_session(concurrency: int | None = None) -> aiohttp.ClientSession:
+    """A session whose connection pool fits ``concurrency`` streams (None: no cap, for an
+    open loop that offers as many streams as its schedule says). No session-wide timeout:
+    each request has its own total deadline. Call inside the running loop.
+
+    The session traces each request (see :class:`RequestTiming`): ``sent_s`` is stamped
+    when the request's headers are written, and time spent waiting for a free pooled
+    connection is recorded as ``pool_wait_s``, so neither is hidden in TTFT or E2E."""
+    if concurrency is not None and concurrency < 1:
         raise UsageError(f"concurrency must be >= 1, got {concurrency}")
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(limit=concurrency or 0, limit_per_host=0, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trace_configs=[_timing_trace_config()]
+    )
+
+
+class RequestTiming:
+    """Per-request times filled by the session's trace hooks (request setup, not the
+    per-chunk path): when the headers went out, and how long the request waited for a
+    pooled connection."""
+
+    __slots__ = ("clock", "sent_s", "pool_wait_s", "_queued_at")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.sent_s: float | None = None
+        self.pool_wait_s = 0.0
+        self._queued_at: float | None = None
+
+
+def _timing_trace_config() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_queued_start.append(_on_queued_start)
+    trace.on_connection_queued_end.append(_on_queued_end)
+    trace.on_request_headers_sent.append(_on_headers_sent)
+    return trace
+
+
+def _timing(ctx: Any) -> RequestTiming | None:
+    timing = getattr(ctx, "trace_request_ctx", None)
+    return timing if isinstance(timing, RequestTiming) else None
+
+
+async def _on_queued_start(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+    timing = _timing(ctx)
+    if timing is not None:
+        timing._queued_at = timing.clock()
+
+
+async def _on_queued_end(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+    timing = _timing(ctx)
+    if timing is not None and timing._queued_at is not None:
+        timing.pool_wait_s += timing.clock() - timing._queued_at
+        timing._queued_at = None
+
+
+async def _on_headers_sent(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
+    timing = _timing(ctx)
+    if timing is not None and timing.sent_s is None:
+        timing.sent_s = timing.clock()
 
 
 def messages_to_prompt(messages: list[dict[str, str]]) -> str:
@@ -107,10 +163,13 @@ def _headers(cfg: EndpointConfig) -> dict[str, str]:
 
 
 class _StreamError(Exception):
-    def __init__(self, error_type: str, message: str) -> None:
+    def __init__(
+        self, error_type: str, message: str, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 class _Stream:
@@ -226,11 +285,14 @@ async def send_request(
     stream = _Stream(chat=cfg.api == "chat")
     payload = orjson.dumps(build_body(cfg, plan))
     headers = _headers(cfg)
+    timing = RequestTiming(clock)
     error: tuple[str, str] | None = None
     try:
         async with asyncio.timeout(cfg.timeout_s):
-            record.sent_s = clock()
-            async with session.post(cfg.url, data=payload, headers=headers) as resp:
+            async with session.post(
+                cfg.url, data=payload, headers=headers, trace_request_ctx=timing
+            ) as resp:
+                record.http_status = resp.status
                 await _check_response(resp)
                 parser = SSEParser()
                 feed = parser.feed
@@ -253,6 +315,7 @@ async def send_request(
                         raise _StreamError("disconnect", "stream ended before [DONE]")
     except _StreamError as e:
         error = (e.error_type, e.message)
+        record.retry_after_s = e.retry_after_s
     except TimeoutError:
         if not stream.done:  # a deadline hit while draining after [DONE] is no failure
             error = ("timeout", f"no complete response within timeout_s={cfg.timeout_s:g}")
@@ -262,13 +325,22 @@ async def send_request(
         error = ("disconnect", f"{type(e).__name__}: {e}")
     except asyncio.CancelledError:
         record.done_s = clock()
+        _stamp_timing(record, timing)
         chunks = _finish(record, stream, cfg, ("cancelled", "request cancelled"))
         if on_cancel is not None:
             on_cancel(record, chunks)
         raise
     if record.done_s is None:
         record.done_s = clock()
+    _stamp_timing(record, timing)
     return record, _finish(record, stream, cfg, error)
+
+
+def _stamp_timing(record: RequestRecord, timing: RequestTiming) -> None:
+    """sent_s: when the request was written (None when it never was, e.g. connection
+    refused); pool_wait_s: time queued for a pooled connection."""
+    record.sent_s = timing.sent_s
+    record.pool_wait_s = timing.pool_wait_s
 
 
 async def probe_continuous_usage(session: aiohttp.ClientSession, cfg: EndpointConfig) -> bool:
@@ -383,8 +455,11 @@ async def _check_response(resp: aiohttp.ClientResponse) -> None:
             kind = "http_5xx"
         else:
             kind = "http_4xx"
+        retry_after = None
+        if status in (429, 503):
+            retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
         body = await resp.content.read(2048)
-        raise _StreamError(kind, f"HTTP {status}: {_body_message(body)}")
+        raise _StreamError(kind, f"HTTP {status}: {_body_message(body)}", retry_after)
     if resp.content_type == "application/json":
         body = await resp.content.read(2048)
         try:
@@ -394,6 +469,23 @@ async def _check_response(resp: aiohttp.ClientResponse) -> None:
         if isinstance(obj, dict) and obj.get("error"):
             raise _StreamError("server_error", _error_text(obj["error"]))
         raise _StreamError("malformed", "server answered JSON instead of an event stream")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds from now: delta-seconds or an HTTP date (a date in
+    the past is 0). None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:

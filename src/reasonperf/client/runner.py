@@ -11,14 +11,19 @@ Timing choices (why it is done this way):
   of the current batch has ended, so stragglers show up as idle engine capacity.
 - ``concurrency`` is a closed loop: C workers, each sending its next request the moment
   its previous one ends (scheduled_s = that moment).
+- Plans are consumed as an iterator, never listed, so the size of a run costs no memory.
+- A ``stop`` event (set when the endpoint is dead) ends the dispatch at once, whatever the
+  mode, and keeps every request that ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
 from reasonperf.workload.arrivals import Arrival
@@ -74,19 +79,27 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def run_load(
-    plans: Sequence[RequestPlan],
+    plans: Iterable[RequestPlan],
     arrival: Arrival,
     send: SendFn,
     on_done: DoneFn,
     clock: Callable[[], float],
     on_sent: Callable[[RequestPlan], None] | None = None,
+    stop: asyncio.Event | None = None,
+    drain_s: float = 5.0,
 ) -> None:
     """Send every plan according to ``arrival``; return when all have ended.
+
+    ``plans`` is iterated once, as sending goes (it may be lazy: any size costs the
+    memory of the requests in flight). When ``stop`` is set (a dead endpoint), nothing
+    more is sent; requests in flight get ``drain_s`` to end and are then cancelled.
 
     On cancellation (Ctrl-C) the in-flight requests are cancelled and awaited; they write
     no record, so ``--resume`` sends them again. Every request that ended before is
     already with ``on_done``.
     """
+    tasks: set[asyncio.Task[None]] = set()
+    halt = stop if stop is not None else asyncio.Event()
 
     async def one(plan: RequestPlan, sem: asyncio.Semaphore | None) -> None:
         if sem is not None:
@@ -102,50 +115,79 @@ async def run_load(
         record.scheduled_s = plan.scheduled_s
         on_done(record, chunks)
 
-    tasks: set[asyncio.Task[None]] = set()
-    try:
+    def spawn(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    async def dispatch() -> None:
         if arrival.mode == "open":
             sem = asyncio.Semaphore(arrival.concurrency) if arrival.concurrency else None
             for plan in plans:
                 assert plan.scheduled_s is not None, "open-loop plans carry their offsets"
                 await sleep_until(clock, plan.scheduled_s)
-                task = asyncio.create_task(one(plan, sem))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            await _gather(tasks)
+                spawn(one(plan, sem))
+            await _wait_all(set(tasks))
         elif arrival.mode == "batch":
-            size = arrival.batch_size or len(plans) or 1
-            for start in range(0, len(plans), size):
-                batch = plans[start : start + size]
+            size = arrival.batch_size or 1
+            source = iter(plans)
+            while batch := list(itertools.islice(source, size)):
                 now = clock()
                 for plan in batch:
                     plan.scheduled_s = now
-                tasks.update(asyncio.create_task(one(p, None)) for p in batch)
-                await _gather(tasks)
-                tasks.clear()
+                await _wait_all({spawn(one(p, None)) for p in batch})
         elif arrival.mode == "closed":
-            queue = list(reversed(plans))
+            source = iter(plans)
 
             async def worker() -> None:
-                while queue:
-                    plan = queue.pop()
+                while not halt.is_set():
+                    plan = next(source, None)  # one shared iterator: each takes the next
+                    if plan is None:
+                        return
                     plan.scheduled_s = clock()
                     await _send(plan)
 
-            n = min(arrival.concurrency or 1, len(plans))
-            tasks.update(asyncio.create_task(worker()) for _ in range(n))
-            await _gather(tasks)
+            await _wait_all({spawn(worker()) for _ in range(arrival.concurrency or 1)})
         else:  # pragma: no cover - arrivals validate their mode
             raise ValueError(f"unknown arrival mode {arrival.mode!r}")
+
+    dispatcher = asyncio.create_task(dispatch())
+    try:
+        watch = asyncio.create_task(halt.wait())
+        try:
+            await asyncio.wait({dispatcher, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if dispatcher.done():
+            dispatcher.result()
+            return
+        # stopped: send nothing more, let what is in flight end (briefly), keep it
+        dispatcher.cancel()
+        await asyncio.gather(dispatcher, return_exceptions=True)
+        if tasks:
+            done, pending = await asyncio.wait(set(tasks), timeout=drain_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            _raise_first(done)
     except asyncio.CancelledError:
+        dispatcher.cancel()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(dispatcher, *tasks, return_exceptions=True)
         raise
 
 
-async def _gather(tasks: set[asyncio.Task[None]]) -> None:
-    """Wait for all tasks; the first unexpected exception propagates (client errors never
-    raise: they become error records)."""
+async def _wait_all(tasks: set[asyncio.Task[None]]) -> None:
+    """Wait for all tasks (cancelling the waiter leaves them running); the first
+    unexpected exception propagates (client errors never raise: they become records)."""
     if tasks:
-        await asyncio.gather(*list(tasks))
+        done, _ = await asyncio.wait(tasks)
+        _raise_first(done)
+
+
+def _raise_first(done: set[asyncio.Task[None]]) -> None:
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

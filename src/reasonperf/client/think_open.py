@@ -10,12 +10,15 @@ text itself. Per request, a ``</think>`` with no ``<think>`` before it is eviden
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable
 from typing import Protocol
 
 from reasonperf.client.openai import messages_to_prompt
 from reasonperf.client.split import OPEN_TAG
 from reasonperf.records import RequestPlan
+
+PROMPTS_LOOKED_AT = 100  # completions: the first prompts decide (a run's prompts share a form)
 
 SETTINGS = ("auto", "yes", "no")
 
@@ -33,19 +36,21 @@ def ends_in_open_think(text: str) -> bool:
 
 
 def resolve_prompt_opens_think(
-    setting: str, api: str, plans: Sequence[RequestPlan], template: ChatTemplate | None
+    setting: str, api: str, plans: Iterable[RequestPlan], template: ChatTemplate | None
 ) -> tuple[bool, str]:
     """(the prompt pre-opens <think>, the evidence in words) for one run."""
     if setting == "yes":
         return True, "--think-open yes"
     if setting == "no":
         return False, "--think-open no"
-    if not plans:
+    # plans may be lazy (any size): look at the first few only
+    sample = list(itertools.islice(iter(plans), PROMPTS_LOOKED_AT))
+    if not sample:
         return False, "no requests"
     if api == "completions":  # the prompt is sent as is: no chat template applies
-        opens = all(ends_in_open_think(messages_to_prompt(p.messages)) for p in plans)
+        opens = all(ends_in_open_think(messages_to_prompt(p.messages)) for p in sample)
         return opens, f"completions prompts {'end' if opens else 'do not all end'} in {OPEN_TAG}"
-    rendered = template.render_generation_prompt(plans[0].messages) if template else None
+    rendered = template.render_generation_prompt(sample[0].messages) if template else None
     if template is None or rendered is None:
         return False, ("chat template unknown (not an engine we launched, no --tokenizer): "
                        f"only a {OPEN_TAG.replace('<', '</')} without {OPEN_TAG} counts")

@@ -256,6 +256,10 @@ class LaunchedEngine(EngineBase, ABC):
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    def exit_code(self) -> int | None:
+        """None while the server runs (or before start), else its exit status."""
+        return self._process.exit_code() if self._process is not None else None
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

@@ -98,6 +98,24 @@ def _itl_block(chunks: pa.Table, requests: pa.Table, ok_ids: pa.Array) -> dict[s
     return block
 
 
+def rate_limited(requests: pa.Table) -> dict[str, Any]:
+    """HTTP 429s: how many, their share of all requests, and the Retry-After the server
+    asked for (never acted on: no silent retries)."""
+    is_429 = pc.fill_null(pc.equal(requests.column("error_type"), "http_429"), False)
+    n = int(pc.sum(is_429).as_py() or 0)
+    after = np.array([], dtype=float)
+    if "retry_after_s" in requests.column_names:
+        col = requests.column("retry_after_s").filter(is_429).drop_null()
+        after = col.to_numpy().astype(float)
+    return {
+        "count": n,
+        "share": n / requests.num_rows if requests.num_rows else None,
+        "with_retry_after": len(after),
+        "retry_after_s_median": float(np.median(after)) if len(after) else None,
+        "retry_after_s_max": float(after.max()) if len(after) else None,
+    }
+
+
 def summarize(
     requests: pa.Table,
     chunks: pa.Table | None = None,
@@ -150,6 +168,7 @@ def summarize(
             "errors": errors.num_rows,
             "error_types": _counts(errors, "error_type"),
             "finish_reasons": _counts(requests, "finish_reason"),
+            "rate_limited": rate_limited(requests),
         },
         "latency": latency,
         "metric_definitions": catalog.definitions(),

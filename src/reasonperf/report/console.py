@@ -45,6 +45,12 @@ def render_summary(summary: dict[str, Any], console: Console, run_dir: str | Non
         f"requests {req['total']} · ok {req['ok']} · errors {req['errors']} "
         f"{req['error_types'] or ''} · finish {req['finish_reasons']}"
     )
+    rl = req.get("rate_limited") or {}
+    if rl.get("count"):
+        console.print(
+            f"rate limited (HTTP 429): {rl['count']} of {req['total']} ({rl['share']:.1%}), "
+            f"Retry-After median {_f(rl.get('retry_after_s_median'), ' s', 1)}; not retried"
+        )
 
     lat = Table(title="latency per request (ms)", show_edge=False)
     for col in ("metric", "n", "mean", "p50", "p90", "p95", "p99", "max", "left out"):

@@ -8,14 +8,19 @@ absolute deadlines keep each late send from delaying the next. Sampling before t
 with one seeded generator also makes the schedule reproducible and independent of how
 fast the server answers.
 
+Offsets are streamed (:class:`Offsets`): drawn block by block from the same seeded
+generator, so a schedule of a billion requests costs as little memory as one of ten, and
+equals, value for value, the schedule drawn all at once.
+
 Closed-loop processes (batch, concurrency) have no offsets: the next request depends on
 when earlier ones finish, which only the runner knows.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +32,72 @@ from reasonperf.errors import UsageError
 from reasonperf.registry import Registry
 from reasonperf.workload.files import read_rows
 
+BLOCK = 65_536  # offsets drawn per block: big enough for numpy speed, small in memory
+
+
+class Offsets:
+    """A lazy, re-iterable schedule of n absolute offsets (first = 0).
+
+    ``stream()`` yields the offsets from a fresh start each time (a seeded generator is
+    re-created), so iterating twice gives the same values. Indexing and comparison walk
+    the stream; they are for tests and small schedules, the runner only iterates.
+    """
+
+    def __init__(self, n: int, stream: Callable[[], Iterator[float]]) -> None:
+        self.n = n
+        self.stream = stream
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[float]:
+        return itertools.islice(self.stream(), self.n)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return list(self)[index]
+        i = index + self.n if index < 0 else index
+        if not 0 <= i < self.n:
+            raise IndexError(index)
+        return next(itertools.islice(iter(self), i, None))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Offsets | list | tuple):
+            return len(self) == len(other) and all(
+                a == b for a, b in zip(self, other, strict=True)
+            )
+        return NotImplemented
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.fromiter(iter(self), dtype=dtype or float, count=self.n)
+
+    def __repr__(self) -> str:
+        return f"Offsets(n={self.n})"
+
+
+def _cumulative(n: int, draw: Callable[[np.random.Generator, int], np.ndarray], seed: int
+                ) -> Offsets:
+    """Offsets 0, g0, g0+g1, ... from n-1 gaps drawn in blocks (the running sum carries
+    over exactly, so the values equal one cumsum over all gaps)."""
+
+    def stream() -> Iterator[float]:
+        rng = np.random.default_rng(seed)
+        yield 0.0
+        total, left = 0.0, n - 1
+        while left > 0:
+            k = min(BLOCK, left)
+            sums = np.cumsum(np.concatenate(([total], draw(rng, k))))[1:]
+            yield from sums.tolist()
+            total = float(sums[-1])
+            left -= k
+
+    return Offsets(n, stream)
+
 
 @dataclass
 class Arrival:
     mode: str  # "open" (precomputed offsets) | "batch" | "closed"
-    offsets: list[float] | None  # open: absolute offsets (s) from run start, len n, first = 0
+    offsets: Iterable[float] | None  # open: absolute offsets (s) from run start, n, first = 0
     batch_size: int | None  # batch mode
     concurrency: int | None  # closed mode (also caps in-flight requests in open mode if set)
 
@@ -119,10 +185,9 @@ def _positive_int(key: str, value: int) -> int:
     return value
 
 
-def _open(gaps: np.ndarray, args: ArrivalArgs) -> Arrival:
-    """Offsets from n-1 gaps: 0, g0, g0+g1, ..."""
-    offsets = np.concatenate(([0.0], np.cumsum(gaps)))
-    return Arrival("open", offsets.tolist(), None, args.concurrency)
+def _open(draw: Callable[[np.random.Generator, int], np.ndarray], args: ArrivalArgs) -> Arrival:
+    """Offsets from n-1 gaps ``draw(rng, k)``: 0, g0, g0+g1, ... (streamed)."""
+    return Arrival("open", _cumulative(args.n, draw, args.seed), None, args.concurrency)
 
 
 # ----------------------------------------------------------------- closed loop
@@ -153,8 +218,7 @@ def poisson(args: ArrivalArgs) -> Arrival:
     """Exponential gaps with mean 1/rate (memoryless arrivals, gap CV 1)."""
     _only(args, "rate")
     rate = _positive("rate", _need(args, "rate"))
-    rng = np.random.default_rng(args.seed)
-    return _open(rng.exponential(1.0 / rate, size=args.n - 1), args)
+    return _open(lambda rng, k: rng.exponential(1.0 / rate, size=k), args)
 
 
 @ARRIVALS.register("gamma")
@@ -173,8 +237,7 @@ def gamma(args: ArrivalArgs) -> Arrival:
         shape = _positive("shape", args.shape)
     else:
         raise UsageError("arrival 'gamma' needs --cv (or --shape)")
-    rng = np.random.default_rng(args.seed)
-    return _open(rng.gamma(shape, 1.0 / (rate * shape), size=args.n - 1), args)
+    return _open(lambda rng, k: rng.gamma(shape, 1.0 / (rate * shape), size=k), args)
 
 
 @ARRIVALS.register("constant")
@@ -182,7 +245,8 @@ def constant(args: ArrivalArgs) -> Arrival:
     """Evenly spaced: offset i is exactly i/rate (computed directly, not summed)."""
     _only(args, "rate")
     rate = _positive("rate", _need(args, "rate"))
-    return Arrival("open", [i / rate for i in range(args.n)], None, args.concurrency)
+    return Arrival("open", Offsets(args.n, lambda: (i / rate for i in itertools.count())), None,
+                   args.concurrency)
 
 
 @ARRIVALS.register("trace")

@@ -1,12 +1,13 @@
-"""Turn a RunSpec into the list of RequestPlans (workload x samples, prompted, scheduled).
+"""Turn a RunSpec into the RequestPlans (workload x samples, prompted, scheduled).
 
-Deterministic for a spec: a resumed run rebuilds the identical list and skips the
-request_ids already stored.
+Deterministic for a spec: a resumed run rebuilds the identical sequence and skips the
+request_ids already stored. Plans and offsets are streamed, never held whole, so the
+number of requests costs no memory.
 """
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Iterable, Iterator, Set
 
 from reasonperf.config import RunSpec
 from reasonperf.records import Problem, RequestPlan
@@ -27,41 +28,96 @@ def load_problems(spec: RunSpec) -> list[Problem]:
     )
 
 
-def build_plans(spec: RunSpec, problems: list[Problem]) -> list[RequestPlan]:
-    """Every problem ``samples`` times (problem-major), cut or cycled to num_requests."""
-    w, s = spec.workload, spec.sampling
-    pairs = [(p, k) for p in problems for k in range(w.samples)]
-    if w.num_requests is not None:
-        pairs = list(itertools.islice(itertools.cycle(pairs), w.num_requests)) if pairs else []
-    plans = []
-    for index, (problem, sample_index) in enumerate(pairs):
+class Plans:
+    """The run's requests, built one at a time as the runner asks for them.
+
+    Request ``index`` is problem ``(index // samples) mod len(problems)``, sample
+    ``index mod samples`` (problem-major, cycled to ``num_requests``), so any size costs
+    the memory of one plan, and a resumed run rebuilds the same ids and skips
+    ``skip_ids`` without building the plans before them. ``len()`` is the number that
+    will be yielded.
+    """
+
+    def __init__(self, spec: RunSpec, problems: list[Problem], skip_ids: Set[str] = frozenset()
+                 ) -> None:
+        self.spec = spec
+        self.problems = problems
+        self.skip_ids = skip_ids
+        self.distinct = len(problems) * spec.workload.samples  # one pass over the workload
+        n = spec.workload.num_requests
+        self.total = self.distinct if n is None or not problems else n
+        self._skipped = sum(1 for i in skip_ids if _index_of(i, self.total) is not None)
+
+    def __len__(self) -> int:
+        return self.total - self._skipped
+
+    @property
+    def cycled(self) -> bool:
+        """True when the size asks for more requests than the workload holds."""
+        return self.total > self.distinct
+
+    def cycle_note(self) -> str:
+        w = self.spec.workload
+        return (
+            f"{self.total:,} requests from {len(self.problems):,} problems x {w.samples} "
+            f"samples ({self.distinct:,} distinct): the workload is cycled, each prompt is "
+            f"sent about {self.total / self.distinct:,.1f} times"
+        )
+
+    def __iter__(self) -> Iterator[RequestPlan]:
+        skip = self.skip_ids
+        for index in range(self.total):
+            if skip and request_id(index) in skip:
+                continue
+            yield self.plan(index)
+
+    def plan(self, index: int) -> RequestPlan:
+        w, s = self.spec.workload, self.spec.sampling
+        problem = self.problems[(index // w.samples) % len(self.problems)]
+        sample_index = index % w.samples
         messages, gold, meta = build_messages(
             problem,
             style=w.prompt_style,
             sample_index=sample_index,
-            seed=spec.seed,
+            seed=self.spec.seed,
             template=w.prompt_template,
         )
-        plans.append(
-            RequestPlan(
-                request_id=f"r{index:06d}",
-                index=index,
-                dataset=problem.dataset,
-                problem_id=str(problem.problem_id),
-                sample_index=sample_index,
-                messages=messages,
-                gold=gold,
-                grader=problem.grader,
-                difficulty=problem.difficulty,
-                domain=problem.domain,
-                max_tokens=s.max_tokens,
-                temperature=s.temperature,
-                top_p=s.top_p,
-                seed=spec.seed + index if s.request_seeds else None,
-                meta={**problem.meta, **meta},
-            )
+        return RequestPlan(
+            request_id=request_id(index),
+            index=index,
+            dataset=problem.dataset,
+            problem_id=str(problem.problem_id),
+            sample_index=sample_index,
+            messages=messages,
+            gold=gold,
+            grader=problem.grader,
+            difficulty=problem.difficulty,
+            domain=problem.domain,
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            seed=self.spec.seed + index if s.request_seeds else None,
+            meta={**problem.meta, **meta},
         )
-    return plans
+
+
+def request_id(index: int) -> str:
+    return f"r{index:06d}"
+
+
+def _index_of(rid: str, total: int) -> int | None:
+    """The plan index of a request id of this run, or None."""
+    if not rid.startswith("r") or not rid[1:].isdigit():
+        return None
+    i = int(rid[1:])
+    return i if i < total and request_id(i) == rid else None
+
+
+def build_plans(spec: RunSpec, problems: list[Problem], skip_ids: Set[str] = frozenset()
+                ) -> Plans:
+    """Every problem ``samples`` times (problem-major), cut or cycled to num_requests,
+    minus ``skip_ids`` (finished requests of a resumed run); built lazily."""
+    return Plans(spec, problems, skip_ids)
 
 
 DEFAULT_BATCH_SIZE = 16  # the study's pilot batch size
@@ -85,11 +141,22 @@ def build_arrival(spec: RunSpec, n: int) -> Arrival:
     )
 
 
-def schedule(plans: list[RequestPlan], arrival: Arrival, start_s: float = 0.0) -> None:
-    """Stamp open-loop offsets on the plans (shifted to start at ``start_s``)."""
-    if arrival.mode != "open" or not plans:
+def schedule(plans: Iterable[RequestPlan], arrival: Arrival, start_s: float = 0.0
+             ) -> Iterator[RequestPlan]:
+    """Stamp open-loop offsets on the plans as they stream by, shifted so the first plan
+    is at ``start_s``. Plans come in index order (some skipped on resume); the offsets are
+    walked alongside, so neither is ever held whole."""
+    if arrival.mode != "open":
+        yield from plans
         return
     assert arrival.offsets is not None
-    base = arrival.offsets[plans[0].index]
+    offsets = iter(arrival.offsets)
+    pos, offset, base = -1, 0.0, None
     for plan in plans:
-        plan.scheduled_s = start_s + arrival.offsets[plan.index] - base
+        while pos < plan.index:
+            offset = next(offsets)
+            pos += 1
+        if base is None:
+            base = offset
+        plan.scheduled_s = start_s + offset - base
+        yield plan
