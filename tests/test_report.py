@@ -115,6 +115,7 @@ def make_run(
         "extraction_method": pa.array(np.where(err, None, "boxed")),
         "correct": _nullable(correct, err, pa.bool_()),
         "truncated": _nullable(truncated, err | nul, pa.bool_()),
+        "attempt": pa.array(np.ones(n, dtype=np.int32)),
     }
     requests = pa.table(cols, schema=REQUEST_SCHEMA)
     return RunData(

@@ -32,8 +32,16 @@ from reasonperf.config import RunSpec, load_run_spec
 from reasonperf.engines import Engine, make_engine
 from reasonperf.errors import UsageError
 from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
-from reasonperf.store import RUN_JSON, RunStore
-from reasonperf.summary_io import write_summary
+from reasonperf.redact import Redactor
+from reasonperf.resume import (
+    check_inputs,
+    continue_arrival,
+    nothing_to_do_line,
+    pin_inputs,
+    resume_line,
+)
+from reasonperf.store import RUN_JSON, ResumeState, RunStore
+from reasonperf.summary_io import SUMMARY_JSON, write_summary
 from reasonperf.telemetry.sampler import TelemetrySampler
 from reasonperf.workload.plan import build_arrival, build_plans, load_problems, schedule
 
@@ -44,6 +52,7 @@ class RunResult:
     summary: dict[str, Any]
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
+    nothing_to_do: bool = False  # a resume found every request finished and wrote nothing
 
 
 def _version(dist: str) -> str | None:
@@ -85,72 +94,129 @@ def execute_run(
     console: Console | None = None,
     engine: Engine | None = None,
     out_dir: str | Path | None = None,
+    retry_errors: bool = False,
 ) -> RunResult:
     """Run (or resume) a spec. Returns the run directory and its summary.
 
     ``engine``: an engine already started by the caller (a study keeps one engine across
     the cells that share its spec); it is neither started nor stopped here.
     ``out_dir``: write into exactly this directory instead of ``runs/<stamp>-<name>``.
+    ``retry_errors`` (resume only): also re-send the requests whose records are all errors.
+
+    The run directory is owned by one process at a time (an exclusive lock), created only
+    once an external endpoint answered, and never written when a resume has nothing to do.
     """
     console = console or Console(stderr=True)
-    if resume is not None:
-        store = RunStore.open(resume)
-        info = store.read_json(RUN_JSON)
-        spec = load_run_spec(info["spec"], source=f"{resume}/run.json")
-    elif spec is None:
-        raise ValueError("execute_run needs a spec or a run directory to resume")
-    else:
-        store, info = None, None
-
-    problems = load_problems(spec)
-    plans = build_plans(spec, problems)
-    if not plans:
-        raise UsageError("the workload produced no requests; check --workload, --limit and --num-requests")
-    arrival = build_arrival(spec, len(plans))
-
-    if store is None:
-        store = RunStore.create(spec.out, spec.name, exact_dir=out_dir)
-        anchor = {"wall_time_unix": time.time(), "perf_counter_ns": time.perf_counter_ns()}
-        info = _run_json(spec, store.dir.name, anchor, len(plans))
-        offset = 0.0
-    else:
-        assert info is not None
-        done_ids = store.finished_ids()
-        plans = [p for p in plans if p.request_id not in done_ids]
-        # Continue the original time axis: seconds since the original start, by wall clock.
-        offset = time.time() - info["clock"]["wall_time_unix"]
-    clock = RunClock.start(offset)
-    segment = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
-    info["segments"].append(segment)
-    store.write_json(RUN_JSON, info)
-
+    redactor = Redactor()
+    store: RunStore | None = None
     owns_engine = engine is None
-    if engine is None:
-        engine = make_engine(spec.engine)
-    interrupted = False
     try:
-        if owns_engine:
-            with console.status(f"starting engine ({spec.engine.kind}) ..."):
-                engine.start(store.dir)
-        info["engine"] = engine.describe()
-        info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
-        store.write_json(RUN_JSON, info)
-        if plans:
-            try:
-                with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-                    runner.run(_drive(spec, engine, plans, arrival, store, clock, info, console))
-            except KeyboardInterrupt:
-                interrupted = True
-    finally:
-        if owns_engine:
-            engine.stop()
-        segment["ended_s"] = clock()
-        segment["interrupted"] = interrupted
-        store.write_json(RUN_JSON, info)
-        store.fold()
+        info: dict[str, Any] | None = None
+        inputs: dict[str, dict[str, str]] = {}
+        if resume is not None:
+            store = RunStore.open(resume).lock()
+            info = store.read_json(RUN_JSON)
+            check_inputs(info)
+            spec = load_run_spec(info["spec"], source=f"{resume}/run.json")
+        elif spec is None:
+            raise ValueError("execute_run needs a spec or a run directory to resume")
+        elif retry_errors:
+            raise UsageError("--retry-errors re-sends the failed requests of a stored run; "
+                             "use it with --resume RUN_DIR")
+        else:
+            spec, inputs = pin_inputs(spec)
+        redactor = Redactor.from_engine_specs([spec.engine])
 
-    summary = write_summary(store, grade=spec.grade and not interrupted)
-    return RunResult(store.dir, summary, interrupted, list(info.get("warnings", [])))
+        problems = load_problems(spec)
+        plans = build_plans(spec, problems)
+        if not plans:
+            raise UsageError("the workload produced no requests; check --workload, --limit and --num-requests")
+        arrival = build_arrival(spec, len(plans))
+
+        if store is not None:
+            assert info is not None
+            store.redactor = redactor
+            state = store.resume_state()
+            done_ids = state.finished(retry_errors)
+            all_ids = {p.request_id for p in plans}
+            plans = [p for p in plans if p.request_id not in done_ids]
+            if not plans:
+                return _nothing_to_send(store, spec, state, len(all_ids), retry_errors, console)
+            _say(console, resume_line(state, all_ids, plans, retry_errors))
+            arrival = continue_arrival(arrival, plans)
+            # Continue the original time axis: seconds since the original start, by wall clock.
+            offset = time.time() - info["clock"]["wall_time_unix"]
+
+        if engine is None:
+            engine = make_engine(spec.engine)
+        probed = False
+        if owns_engine and spec.engine.kind == "external":
+            engine.start(None)  # an unreachable endpoint fails here, before anything is written
+            probed = True
+        if store is None:
+            store = RunStore.create(spec.out, spec.name, exact_dir=out_dir, redactor=redactor)
+            anchor = {"wall_time_unix": time.time(), "perf_counter_ns": time.perf_counter_ns()}
+            info = _run_json(spec, store.dir.name, anchor, len(plans))
+            info["inputs"] = inputs
+            offset = 0.0
+        assert info is not None
+        clock = RunClock.start(offset)
+        segment = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
+        info["segments"].append(segment)
+        store.write_json(RUN_JSON, info)
+
+        interrupted = False
+        try:
+            if owns_engine and not probed:
+                with console.status(f"starting engine ({spec.engine.kind}) ..."):
+                    engine.start(store.dir)
+            info["engine"] = engine.describe()
+            info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
+            store.write_json(RUN_JSON, info)
+            if plans:
+                try:
+                    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                        runner.run(_drive(spec, engine, plans, arrival, store, clock, info, console))
+                except KeyboardInterrupt:
+                    interrupted = True
+        finally:
+            if owns_engine:
+                engine.stop()
+            segment["ended_s"] = clock()
+            segment["interrupted"] = interrupted
+            store.write_json(RUN_JSON, info)
+            store.fold()
+
+        summary = write_summary(store, grade=spec.grade and not interrupted)
+        return RunResult(store.dir, summary, interrupted, list(info.get("warnings", [])))
+    except UsageError as err:  # printed or recorded by the caller: no secret in it
+        err.args = (redactor.text(str(err)),)
+        raise
+    finally:
+        if owns_engine and engine is not None:
+            engine.stop()
+        if store is not None:
+            store.unlock()
+
+
+def _say(console: Console, line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _nothing_to_send(store: RunStore, spec: RunSpec, state: ResumeState, total: int,
+                     retry_errors: bool, console: Console) -> RunResult:
+    """Every request is recorded. A finished run is left as it is; one that ended before
+    its summary (killed while folding) gets its tables and summary, but no new segment."""
+    info = store.read_json(RUN_JSON) or {}
+    summary = store.read_json(SUMMARY_JSON)
+    if summary is not None:
+        _say(console, nothing_to_do_line(store.dir, state, total, retry_errors))
+        return RunResult(store.dir, summary, False, list(info.get("warnings", [])),
+                         nothing_to_do=True)
+    _say(console, f"resume: all {total} requests are recorded; writing the tables and summary")
+    store.fold()
+    summary = write_summary(store, grade=spec.grade)
+    return RunResult(store.dir, summary, False, list(info.get("warnings", [])))
 
 
 async def _drive(

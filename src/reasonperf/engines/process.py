@@ -22,6 +22,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reasonperf.redact import redact_args
+
 try:  # a dependency of every engine we launch; only used to find stray descendants
     import psutil
 except ImportError:  # pragma: no cover - psutil ships with vLLM and SGLang
@@ -119,7 +121,7 @@ class ManagedProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            log.write(f"# reasonperf launch: {' '.join(self.command)}\n".encode())
+            log.write(f"# reasonperf launch: {' '.join(redact_args(self.command))}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
                 self.command,

@@ -1,0 +1,105 @@
+"""What a resume may trust: the input files a run was started from, what it will send,
+and where its arrival process continues.
+
+A run stores its input files (the workload table, a data file, a prompt template, a trace)
+by absolute path and sha256, so ``--resume`` works from any working directory and refuses
+a file that changed: the same request ids would otherwise name other prompts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from reasonperf.config import RunSpec
+from reasonperf.errors import UsageError
+from reasonperf.records import RequestPlan
+from reasonperf.store import ResumeState
+from reasonperf.workload.arrivals import Arrival
+from reasonperf.workload.files import is_table_path
+
+# (section, field) of the spec that may name a local file.
+_INPUT_FIELDS = (("workload", "name"), ("workload", "data_file"),
+                 ("workload", "prompt_template"), ("arrival", "trace_file"))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pin_inputs(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, str]]]:
+    """The spec with its input files made absolute, and {field: {path, sha256}} for them."""
+    pinned: dict[str, dict[str, str]] = {}
+    for section, name in _INPUT_FIELDS:
+        part = getattr(spec, section)
+        value = getattr(part, name)
+        if not value:
+            continue
+        if (section, name) == ("workload", "name") and not is_table_path(value):
+            continue  # a registered workload, not a file
+        path = Path(value).expanduser()
+        if not path.is_file():
+            continue  # the loader says what is wrong with it
+        path = path.resolve()
+        pinned[f"{section}.{name}"] = {"path": str(path), "sha256": file_sha256(path)}
+        spec = spec.model_copy(update={section: part.model_copy(update={name: str(path)})})
+    return spec, pinned
+
+
+def check_inputs(info: dict[str, Any]) -> None:
+    """Refuse to resume when an input file of the run is gone or changed."""
+    for field, pin in (info.get("inputs") or {}).items():
+        path = Path(pin["path"])
+        if not path.is_file():
+            raise UsageError(
+                f"{field}: {path} is gone; this run was started from it, put it back to resume"
+            )
+        if file_sha256(path) != pin["sha256"]:
+            raise UsageError(
+                f"{field}: {path} changed since the run started (sha256 differs); resuming "
+                "would mix two workloads: restore the file or start a new run"
+            )
+
+
+def continue_arrival(arrival: Arrival, plans: list[RequestPlan]) -> Arrival:
+    """The arrival process resumed at the first request still to send.
+
+    The k-th request to send takes the k-th slot from there, so re-sent errors (spread
+    over the whole original run) keep the asked rate instead of replaying their original
+    times with long idle gaps before the unsent requests.
+    """
+    if arrival.mode != "open" or arrival.offsets is None or not plans:
+        return arrival
+    first = plans[0].index
+    offsets = list(arrival.offsets)
+    for k, plan in enumerate(plans):
+        offsets[plan.index] = arrival.offsets[first + k]
+    return dataclasses.replace(arrival, offsets=offsets)
+
+
+def resume_line(state: ResumeState, total_ids: set[str], to_send: list[RequestPlan],
+                retry_errors: bool) -> str:
+    """What this resume will do, in one line."""
+    finished = len(total_ids) - len(to_send)
+    errors = len(state.errored & total_ids)
+    if retry_errors:
+        return (f"resume: {finished} finished, {len(to_send)} to send "
+                f"({errors} errors being retried)")
+    line = f"resume: {finished} finished, {len(to_send)} to send"
+    if errors:
+        line += f" ({errors} errors kept as finished; --retry-errors re-sends them)"
+    return line
+
+
+def nothing_to_do_line(run_dir: Path, state: ResumeState, total: int,
+                       retry_errors: bool) -> str:
+    line = f"nothing to do: all {total} requests of {run_dir} are finished"
+    if state.errored and not retry_errors:
+        line += f" ({len(state.errored)} errors; --retry-errors re-sends them)"
+    return line
