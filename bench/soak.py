@@ -131,7 +131,10 @@ def run_segment(seg: Segment, cmd: list[str], url: str, limit_s: float | None,
     """Run the client; SIGINT it after limit_s (None: let it finish); sample it meanwhile."""
     env = {**os.environ, "COLUMNS": "120"}
     with log.open("ab") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=fh, env=env, cwd=ROOT)
+        # A shell's background job inherits SIGINT ignored; Python then never raises
+        # KeyboardInterrupt. The client gets the default disposition back.
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=fh, env=env, cwd=ROOT,
+                                preexec_fn=_default_sigint)
         t0 = time.monotonic()
         interrupted = False
         while proc.poll() is None:
@@ -144,6 +147,10 @@ def run_segment(seg: Segment, cmd: list[str], url: str, limit_s: float | None,
                 seg.samples.append(Sample(now, *stats, server_stats(url)["requests_received"]))
             time.sleep(SAMPLE_S)
         seg.returncode = proc.returncode
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def ok_records(run_dir: Path) -> dict[tuple[str, int], float | None]:

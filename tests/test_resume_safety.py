@@ -233,3 +233,17 @@ def test_unreachable_endpoint_leaves_no_run_directory(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "unreachable" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_engine_that_cannot_start_leaves_no_run(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        out = tmp_path / "runs"
+        proc = run_cli("run", "--engine", "vllm", "--model", str(tmp_path), "--port", str(port),
+                       "--limit", "1", "--out", str(out), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    leftovers = [p for p in out.rglob("*")] if out.exists() else []
+    assert not [p for p in leftovers if p.name == "run.json" or p.suffix == ".parquet"]
+    assert all(p.is_dir() or p.name == "engine.log" for p in leftovers), leftovers

@@ -162,14 +162,17 @@ def execute_run(
         assert info is not None
         clock = RunClock.start(offset)
         segment = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
-        info["segments"].append(segment)
-        store.write_json(RUN_JSON, info)
 
         interrupted = False
+        engine_up = False
         try:
             if owns_engine and not probed:
                 with console.status(f"starting engine ({spec.engine.kind}) ..."):
                     engine.start(store.dir)
+            # Only a running engine makes a segment: an engine that does not start leaves
+            # its log (named in the error), no run.json and no empty tables.
+            engine_up = True
+            info["segments"].append(segment)
             info["engine"] = engine.describe()
             info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
             store.write_json(RUN_JSON, info)
@@ -182,10 +185,13 @@ def execute_run(
         finally:
             if owns_engine:
                 engine.stop()
-            segment["ended_s"] = clock()
-            segment["interrupted"] = interrupted
-            store.write_json(RUN_JSON, info)
-            store.fold()
+            if engine_up:
+                segment["ended_s"] = clock()
+                segment["interrupted"] = interrupted
+                store.write_json(RUN_JSON, info)
+                store.fold()
+            elif resume is None and out_dir is None:
+                store.remove_if_unused()
 
         summary = write_summary(store, grade=spec.grade and not interrupted)
         return RunResult(store.dir, summary, interrupted, list(info.get("warnings", [])))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -35,7 +36,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reasonperf.dirlock import DirLock
+from reasonperf.dirlock import LOCK_FILE, DirLock
 from reasonperf.errors import UsageError
 from reasonperf.records import (
     CHUNK_SCHEMA,
@@ -113,6 +114,15 @@ class RunStore:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    def remove_if_unused(self) -> bool:
+        """Remove this (new, locked) directory when nothing but its lock was written, e.g.
+        when the engine failed before writing a log. True when removed."""
+        if self._lock is None or any(p.name != LOCK_FILE for p in self.dir.iterdir()):
+            return False
+        shutil.rmtree(self.dir)
+        self.unlock()
+        return True
 
     # ---- creation / opening -------------------------------------------------------
     @classmethod
