@@ -112,13 +112,22 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
     return proc, url
 
 
+def planned_requests(args: argparse.Namespace) -> int:
+    """Request ids such that the load lasts about --minutes at --rate: with errors retried
+    at each resume, a share p of faults makes about n / (1 - p) sends."""
+    n = args.minutes * 60 * args.rate
+    if args.retry_errors:
+        n *= max(0.05, 1 - args.fault_rate * len(FAULT_ERRORS))
+    return int(n)
+
+
 def client_command(args: argparse.Namespace, url: str, out: Path, run_dir: Path | None
                    ) -> list[str]:
     base = [sys.executable, "-m", "reasonperf", "run"]
     if run_dir is not None:
         return [*base, "--resume", str(run_dir),
                 *(["--retry-errors"] if args.retry_errors else []), *args.client_arg]
-    n = int(args.minutes * 60 * args.rate)
+    n = planned_requests(args)
     return [*base, "--endpoint", url, "--model", "fake-model", "--workload", "procedural",
             "--limit", str(n), "--arrival", "poisson", "--rate", str(args.rate),
             "--timeout", str(args.timeout), "--max-tokens", "64", "--continuous-usage", "on",
@@ -219,7 +228,7 @@ def report(args: argparse.Namespace, run_dir: Path, segments: list[Segment],
            seen_ok: dict[tuple[str, int], float | None], stats: dict[str, Any],
            server_start: tuple[int, int, int] | None, server_end: tuple[int, int, int] | None,
            wall_min: float, log: Path) -> int:
-    n = int(args.minutes * 60 * args.rate)
+    n = planned_requests(args)
     final = pq.read_table(run_dir / "requests.parquet").to_pylist()
     history = read_jsonl(run_dir / "requests.jsonl")
     ids = [r["request_id"] for r in final]
@@ -277,6 +286,13 @@ def report(args: argparse.Namespace, run_dir: Path, segments: list[Segment],
         print(f"{seg.index:>3} {seg.returncode!s:>4} {rss0 / 1024:>12.1f} {rss1 / 1024:>10.1f} "
               f"{growth:>+7.1%} {fd0:>9.0f} {fd1:>7.0f} {so0:>13.0f} {so1:>11.0f}")
     checks["RSS growth under 10 % per segment"] = rss_ok
+    first, last = segments[0].load_samples(), segments[-1].load_samples()
+    if first and last:
+        rss0, rss1 = median_of(first, "rss_kb", True), median_of(last, "rss_kb", False)
+        print(f"over the whole soak (first segment's start -> last segment's end, different "
+              f"processes): RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MB "
+              f"({rss1 / rss0 - 1:+.1%}), fds {median_of(first, 'fds', True):.0f} -> "
+              f"{median_of(last, 'fds', False):.0f}")
     checks["no leaked fds or sockets"] = fds_ok
     if server_start and server_end:
         print(f"fake server: RSS {server_start[0] / 1024:.1f} -> {server_end[0] / 1024:.1f} MB, "

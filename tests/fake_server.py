@@ -266,7 +266,10 @@ class _Job:
         srv = self.srv
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
-        await resp.prepare(request)
+        try:
+            await resp.prepare(request)
+        except ConnectionResetError:
+            return resp  # the client left before the headers (Ctrl-C, its timeout)
         loop = asyncio.get_running_loop()
         srv.waiting += 1
         srv.prompt_tokens_total += self.prompt_tokens

@@ -133,3 +133,18 @@ def test_launched_engine_command_and_launch_log_carry_no_secret(tmp_path):
     proc.start()
     proc.stop(5)
     assert "--api-key ***" in log.read_text() and ARG_KEY not in log.read_text()
+
+
+def test_a_run_whose_secrets_were_redacted_refuses_to_resume_with_them(tmp_path):
+    with FakeServer(FAST) as srv:
+        url = f"http://bench:{URL_KEY}@127.0.0.1:{srv.port}/v1"
+        proc = run_cli("run", "--endpoint", url, "--model", "fake-model", "--limit", "3",
+                       "--out", str(tmp_path), "--no-grade")
+        assert proc.returncode == 0, proc.stderr
+        run_dir = next(tmp_path.glob("*/run.json")).parent
+        (run_dir / "summary.json").unlink()
+        (run_dir / "requests.jsonl").write_bytes(b"")
+        again = run_cli("run", "--resume", str(run_dir))
+    assert again.returncode == 2, again.stderr
+    assert "credentials in engine.url" in again.stderr and "environment" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from reasonperf.config import RunSpec
+from reasonperf.engines.spec import EngineSpec
 from reasonperf.errors import UsageError
 from reasonperf.records import RequestPlan
+from reasonperf.redact import MASK
 from reasonperf.store import ResumeState
 from reasonperf.workload.arrivals import Arrival
 from reasonperf.workload.files import is_table_path
@@ -65,6 +67,22 @@ def check_inputs(info: dict[str, Any]) -> None:
                 f"{field}: {path} changed since the run started (sha256 differs); resuming "
                 "would mix two workloads: restore the file or start a new run"
             )
+
+
+def check_resumable_engine(engine: EngineSpec) -> None:
+    """Refuse to start an engine from a stored spec whose secrets were redacted: it would
+    run with ``***`` as its key. Secrets are never stored; the environment gives them."""
+    masked = []
+    if MASK + "@" in (engine.url or "") + (engine.metrics_url or ""):
+        masked.append("credentials in engine.url")
+    masked += [f"engine.env.{k}" for k, v in engine.env.items() if MASK in v]
+    masked += [a.split("=", 1)[0] for a in engine.extra_args if MASK in a]
+    if masked:
+        raise UsageError(
+            f"this run's engine had secrets ({', '.join(masked)}), which are never stored, so "
+            "it cannot be resumed: give keys through the environment (engine.api_key_env, or "
+            "variables exported in the shell, e.g. VLLM_API_KEY) and start a new run"
+        )
 
 
 def continue_arrival(arrival: Arrival, plans: list[RequestPlan]) -> Arrival:

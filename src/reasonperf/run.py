@@ -12,6 +12,7 @@ import platform
 import socket
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +36,7 @@ from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
 from reasonperf.redact import Redactor
 from reasonperf.resume import (
     check_inputs,
+    check_resumable_engine,
     continue_arrival,
     nothing_to_do_line,
     pin_inputs,
@@ -106,103 +108,115 @@ def execute_run(
     The run directory is owned by one process at a time (an exclusive lock), created only
     once an external endpoint answered, and never written when a resume has nothing to do.
     """
-    console = console or Console(stderr=True)
-    redactor = Redactor()
-    store: RunStore | None = None
-    owns_engine = engine is None
-    try:
-        info: dict[str, Any] | None = None
-        inputs: dict[str, dict[str, str]] = {}
-        if resume is not None:
-            store = RunStore.open(resume).lock()
-            info = store.read_json(RUN_JSON)
-            check_inputs(info)
-            spec = load_run_spec(info["spec"], source=f"{resume}/run.json")
-        elif spec is None:
-            raise ValueError("execute_run needs a spec or a run directory to resume")
-        elif retry_errors:
-            raise UsageError("--retry-errors re-sends the failed requests of a stored run; "
-                             "use it with --resume RUN_DIR")
-        else:
-            spec, inputs = pin_inputs(spec)
-        redactor = Redactor.from_engine_specs([spec.engine])
-
-        problems = load_problems(spec)
-        plans = build_plans(spec, problems)
-        if not plans:
-            raise UsageError("the workload produced no requests; check --workload, --limit and --num-requests")
-        arrival = build_arrival(spec, len(plans))
-
-        if store is not None:
-            assert info is not None
-            store.redactor = redactor
-            state = store.resume_state()
-            done_ids = state.finished(retry_errors)
-            all_ids = {p.request_id for p in plans}
-            plans = [p for p in plans if p.request_id not in done_ids]
-            if not plans:
-                return _nothing_to_send(store, spec, state, len(all_ids), retry_errors, console)
-            _say(console, resume_line(state, all_ids, plans, retry_errors))
-            arrival = continue_arrival(arrival, plans)
-            # Continue the original time axis: seconds since the original start, by wall clock.
-            offset = time.time() - info["clock"]["wall_time_unix"]
-
-        if engine is None:
-            engine = make_engine(spec.engine)
-        probed = False
-        if owns_engine and spec.engine.kind == "external":
-            engine.start(None)  # an unreachable endpoint fails here, before anything is written
-            probed = True
-        if store is None:
-            store = RunStore.create(spec.out, spec.name, exact_dir=out_dir, redactor=redactor)
-            anchor = {"wall_time_unix": time.time(), "perf_counter_ns": time.perf_counter_ns()}
-            info = _run_json(spec, store.dir.name, anchor, len(plans))
-            info["inputs"] = inputs
-            offset = 0.0
-        assert info is not None
-        clock = RunClock.start(offset)
-        segment = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
-
-        interrupted = False
-        engine_up = False
+    redactor = Redactor.from_engine_specs([spec.engine] if spec is not None else [])
+    with ExitStack() as cleanup:  # the lock and an owned engine, also on errors
         try:
-            if owns_engine and not probed:
-                with console.status(f"starting engine ({spec.engine.kind}) ..."):
-                    engine.start(store.dir)
-            # Only a running engine makes a segment: an engine that does not start leaves
-            # its log (named in the error), no run.json and no empty tables.
-            engine_up = True
-            info["segments"].append(segment)
-            info["engine"] = engine.describe()
-            info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
-            store.write_json(RUN_JSON, info)
-            if plans:
-                try:
-                    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-                        runner.run(_drive(spec, engine, plans, arrival, store, clock, info, console))
-                except KeyboardInterrupt:
-                    interrupted = True
-        finally:
-            if owns_engine:
-                engine.stop()
-            if engine_up:
-                segment["ended_s"] = clock()
-                segment["interrupted"] = interrupted
-                store.write_json(RUN_JSON, info)
-                store.fold()
-            elif resume is None and out_dir is None:
-                store.remove_if_unused()
+            return _execute_run(spec, resume, console or Console(stderr=True), engine,
+                                out_dir, retry_errors, cleanup)
+        except UsageError as err:  # printed or recorded by the caller: no secret in it
+            err.args = (redactor.text(str(err)),)
+            raise
 
-        summary = write_summary(store, grade=spec.grade and not interrupted)
-        return RunResult(store.dir, summary, interrupted, list(info.get("warnings", [])))
-    except UsageError as err:  # printed or recorded by the caller: no secret in it
-        err.args = (redactor.text(str(err)),)
-        raise
+
+def _execute_run(
+    spec: RunSpec | None,
+    resume: str | Path | None,
+    console: Console,
+    engine: Engine | None,
+    out_dir: str | Path | None,
+    retry_errors: bool,
+    cleanup: ExitStack,
+) -> RunResult:
+    inputs: dict[str, dict[str, str]] = {}
+    if resume is not None:
+        store = RunStore.open(resume).lock()
+        cleanup.callback(store.unlock)
+        info = store.read_json(RUN_JSON)
+        check_inputs(info)
+        spec = load_run_spec(info["spec"], source=f"{resume}/run.json")
+        if engine is None:
+            check_resumable_engine(spec.engine)
+    elif spec is None:
+        raise ValueError("execute_run needs a spec or a run directory to resume")
+    elif retry_errors:
+        raise UsageError("--retry-errors re-sends the failed requests of a stored run; "
+                         "use it with --resume RUN_DIR")
+    else:
+        store, info = None, None
+        spec, inputs = pin_inputs(spec)
+    redactor = Redactor.from_engine_specs([spec.engine])
+
+    problems = load_problems(spec)
+    plans = build_plans(spec, problems)
+    if not plans:
+        raise UsageError("the workload produced no requests; check --workload, --limit and --num-requests")
+    arrival = build_arrival(spec, len(plans))
+
+    if store is not None:
+        assert info is not None
+        store.redactor = redactor
+        state = store.resume_state()
+        done_ids = state.finished(retry_errors)
+        all_ids = {p.request_id for p in plans}
+        plans = [p for p in plans if p.request_id not in done_ids]
+        if not plans:
+            return _nothing_to_send(store, spec, state, len(all_ids), retry_errors, console)
+        _say(console, resume_line(state, all_ids, plans, retry_errors))
+        arrival = continue_arrival(arrival, plans)
+        # Continue the original time axis: seconds since the original start, by wall clock.
+        offset = time.time() - info["clock"]["wall_time_unix"]
+
+    owns_engine = engine is None
+    if engine is None:
+        engine = make_engine(spec.engine)
+        cleanup.callback(engine.stop)
+    probed = owns_engine and spec.engine.kind == "external"
+    if probed:
+        engine.start(None)  # an unreachable endpoint fails here, before anything is written
+
+    if store is None:
+        store = RunStore.create(spec.out, spec.name, exact_dir=out_dir, redactor=redactor)
+        cleanup.callback(store.unlock)
+        anchor = {"wall_time_unix": time.time(), "perf_counter_ns": time.perf_counter_ns()}
+        info = _run_json(spec, store.dir.name, anchor, len(plans))
+        info["inputs"] = inputs
+        offset = 0.0
+    assert info is not None
+    clock = RunClock.start(offset)
+    segment = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
+
+    interrupted = False
+    engine_up = False
+    try:
+        if owns_engine and not probed:
+            with console.status(f"starting engine ({spec.engine.kind}) ..."):
+                engine.start(store.dir)
+        # Only a running engine makes a segment: an engine that does not start leaves its
+        # log (named in the error), no run.json and no empty tables.
+        engine_up = True
+        info["segments"].append(segment)
+        info["engine"] = engine.describe()
+        info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
+        store.write_json(RUN_JSON, info)
+        if plans:
+            try:
+                with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                    runner.run(_drive(spec, engine, plans, arrival, store, clock, info, console))
+            except KeyboardInterrupt:
+                interrupted = True
     finally:
-        if owns_engine and engine is not None:
+        if owns_engine:
             engine.stop()
-        if store is not None:
-            store.unlock()
+        if engine_up:
+            segment["ended_s"] = clock()
+            segment["interrupted"] = interrupted
+            store.write_json(RUN_JSON, info)
+            store.fold()
+        elif resume is None and out_dir is None:
+            store.remove_if_unused()
+
+    summary = write_summary(store, grade=spec.grade and not interrupted)
+    return RunResult(store.dir, summary, interrupted, list(info.get("warnings", [])))
 
 
 def _say(console: Console, line: str) -> None:

@@ -27,7 +27,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,19 +59,22 @@ def _safe_name(name: str) -> str:
 
 def read_jsonl(path: Path) -> list[Any]:
     """Read a JSONL log, skipping a torn final line (a crash mid-write)."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[Any]:
+    """The records of a JSONL log one at a time (a resume scans the log without holding it)."""
     if not path.exists():
-        return []
-    out = []
+        return
     with path.open("rb") as fh:
         for line in fh:
             line = line.strip()
             if not line:
                 continue
             try:
-                out.append(orjson.loads(line))
+                yield orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
-    return out
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -237,7 +240,7 @@ class RunStore:
         each has had (the next record of an id is numbered after them)."""
         state = ResumeState()
         cancelled: set[str] = set()
-        for row in read_jsonl(self.dir / "requests.jsonl"):
+        for row in iter_jsonl(self.dir / "requests.jsonl"):
             rid = row["request_id"]
             state.attempts[rid] += 1
             if row.get("status") == "ok":
