@@ -160,6 +160,7 @@ class FakeServer:
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/fake/stats", self._stats)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
@@ -178,6 +179,12 @@ class FakeServer:
         data = {"object": "list", "data": [{"id": self.model, "object": "model",
                                             "owned_by": "fake"}]}
         return _json(200, data)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """The test counters, for a server running in its own process (bench/soak.py)."""
+        return _json(200, {"requests_received": self.requests_received,
+                           "in_flight": self.in_flight,
+                           "faults_injected": dict(self.faults_injected)})
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self._registry),
@@ -288,7 +295,10 @@ class _Job:
         srv = self.srv
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
-        await resp.prepare(request)
+        try:
+            await resp.prepare(request)
+        except ConnectionResetError:
+            return resp  # the client left before the headers (Ctrl-C, its timeout)
         loop = asyncio.get_running_loop()
         srv.waiting += 1
         srv.prompt_tokens_total += self.prompt_tokens
@@ -470,10 +480,16 @@ def main() -> None:
     ap.add_argument("--reasoning-tokens", type=int, default=0)
     ap.add_argument("--answer-tokens", type=int, default=100)
     ap.add_argument("--tokens-per-chunk", type=int, default=1)
+    ap.add_argument("--fault-rate", type=float, default=0.0,
+                    help="probability of each fault kind (0.1: 10 %% of each of FAULTS)")
+    ap.add_argument("--fault-after", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    faults = {kind: args.fault_rate for kind in FAULTS} if args.fault_rate else {}
     prog = Programme(ttft_s=args.ttft, itl_s=args.itl, reasoning_tokens=args.reasoning_tokens,
-                     answer_tokens=args.answer_tokens, tokens_per_chunk=args.tokens_per_chunk)
-    srv = FakeServer(prog)
+                     answer_tokens=args.answer_tokens, tokens_per_chunk=args.tokens_per_chunk,
+                     faults=faults, fault_after=args.fault_after)
+    srv = FakeServer(prog, seed=args.seed)
     srv.start()
     print(srv.base_url, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: srv.stop())

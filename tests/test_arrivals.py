@@ -65,6 +65,7 @@ def test_closed_loop_modes() -> None:
         "offsets": None,
         "batch_size": 4,
         "concurrency": None,
+        "compact": False,
     }
     closed = make_arrival("concurrency", 10, concurrency=8)
     assert (closed.mode, closed.offsets, closed.concurrency) == ("closed", None, 8)

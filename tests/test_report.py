@@ -120,6 +120,7 @@ def make_run(
         "extraction_method": pa.array(np.where(err, None, "boxed")),
         "correct": _nullable(correct, err, pa.bool_()),
         "truncated": _nullable(truncated, err | nul, pa.bool_()),
+        "attempt": pa.array(np.ones(n, dtype=np.int32)),
     }
     for f in REQUEST_SCHEMA:  # columns this synthetic run has no value for stay unknown
         cols.setdefault(f.name, pa.nulls(n, f.type))

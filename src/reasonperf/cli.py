@@ -43,7 +43,9 @@ def _guard(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UsageError as err:
-            msg = " ".join(str(err).split())
+            from reasonperf.redact import redact_text
+
+            msg = redact_text(" ".join(str(err).split()))
             print(f"error: {msg}", file=sys.stderr)
             raise typer.Exit(2) from None
 
@@ -142,6 +144,7 @@ def run(
     name: str = typer.Option("run", help="Run name (directory suffix)."),
     resume: Path = typer.Option(None, help="Resume an interrupted run directory."),
     max_error_rate: float = typer.Option(0.5, help="Fail the run (exit 1) when more than this share of requests fail."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: also re-send requests whose records are all errors."),
 ) -> None:
     """Send a workload to an engine, record every request, grade and summarise."""
     from reasonperf.config import load_run_spec, load_yaml
@@ -150,8 +153,13 @@ def run(
     from reasonperf.workload.datasets import parse_field_map
 
     console = _err_console()
+    if retry_errors and resume is None:
+        raise UsageError("--retry-errors re-sends the failed requests of a stored run; "
+                         "use it with --resume RUN_DIR")
     if resume is not None:
-        result = execute_run(resume=resume, console=console)
+        result = execute_run(resume=resume, console=console, retry_errors=retry_errors)
+        if result.nothing_to_do:
+            return
     else:
         data: dict[str, Any] = load_yaml(config) if config else {}
 

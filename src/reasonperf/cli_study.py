@@ -35,7 +35,9 @@ def study(
     try:
         code = _study(spec, dry_run, profile, limit, out)
     except UsageError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        from reasonperf.redact import redact_text
+
+        print(f"error: {redact_text(' '.join(str(err).split()))}", file=sys.stderr)
         raise typer.Exit(EXIT_USAGE) from None
     if code:
         raise typer.Exit(code)

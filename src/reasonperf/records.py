@@ -108,6 +108,9 @@ class RequestRecord:
     extraction_method: str | None = None
     correct: bool | None = None
     truncated: bool | None = None
+    # 1 for the first send of a request id; a resend (--resume --retry-errors, or a request
+    # cancelled by Ctrl-C) is 2, 3, ... The earlier attempts stay in requests.jsonl.
+    attempt: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +160,7 @@ REQUEST_SCHEMA = pa.schema(
         ("extraction_method", pa.string()),
         ("correct", pa.bool_()),
         ("truncated", pa.bool_()),
+        ("attempt", pa.int32()),
     ]
 )
 

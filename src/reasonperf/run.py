@@ -12,6 +12,7 @@ import platform
 import socket
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -37,7 +38,16 @@ from reasonperf.engines.base import engine_gpu_env
 from reasonperf.engines.process import log_tail, one_line
 from reasonperf.errors import UsageError
 from reasonperf.records import ChunkEvent, RequestPlan, RequestRecord
-from reasonperf.store import RUN_JSON, RunStore
+from reasonperf.redact import Redactor
+from reasonperf.resume import (
+    check_inputs,
+    check_resumable_engine,
+    continue_arrival,
+    nothing_to_do_line,
+    pin_inputs,
+    resume_line,
+)
+from reasonperf.store import RUN_JSON, ResumeState, RunStore
 from reasonperf.summary_io import SUMMARY_JSON, write_summary
 from reasonperf.telemetry.sampler import TelemetrySampler
 from reasonperf.workload.plan import Plans, build_arrival, build_plans, load_problems, schedule
@@ -50,6 +60,7 @@ class RunResult:
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None  # one line: why the run failed (exit 1), None when it did not
+    nothing_to_do: bool = False  # a resume found every request finished and wrote nothing
 
 
 def _version(dist: str) -> str | None:
@@ -91,22 +102,55 @@ def execute_run(
     console: Console | None = None,
     engine: Engine | None = None,
     out_dir: str | Path | None = None,
+    retry_errors: bool = False,
 ) -> RunResult:
     """Run (or resume) a spec. Returns the run directory and its summary.
 
     ``engine``: an engine already started by the caller (a study keeps one engine across
     the cells that share its spec); it is neither started nor stopped here.
     ``out_dir``: write into exactly this directory instead of ``runs/<stamp>-<name>``.
+    ``retry_errors`` (resume only): also re-send the requests whose records are all errors.
+
+    The run directory is owned by one process at a time (an exclusive lock), created only
+    once an external endpoint answered, and never written when a resume has nothing to do.
     """
-    console = console or Console(stderr=True)
+    redactor = Redactor.from_engine_specs([spec.engine] if spec is not None else [])
+    with ExitStack() as cleanup:  # the lock and an owned engine, also on errors
+        try:
+            return _execute_run(spec, resume, console or Console(stderr=True), engine,
+                                out_dir, retry_errors, cleanup)
+        except UsageError as err:  # printed or recorded by the caller: no secret in it
+            err.args = (redactor.text(str(err)),)
+            raise
+
+
+def _execute_run(
+    spec: RunSpec | None,
+    resume: str | Path | None,
+    console: Console,
+    engine: Engine | None,
+    out_dir: str | Path | None,
+    retry_errors: bool,
+    cleanup: ExitStack,
+) -> RunResult:
+    inputs: dict[str, dict[str, str]] = {}
     if resume is not None:
-        store = RunStore.open(resume)
+        store = RunStore.open(resume).lock()
+        cleanup.callback(store.unlock)
         info = store.read_json(RUN_JSON)
+        check_inputs(info)
         spec = load_run_spec(info["spec"], source=f"{resume}/run.json")
+        if engine is None:
+            check_resumable_engine(spec.engine)
     elif spec is None:
         raise ValueError("execute_run needs a spec or a run directory to resume")
+    elif retry_errors:
+        raise UsageError("--retry-errors re-sends the failed requests of a stored run; "
+                         "use it with --resume RUN_DIR")
     else:
         store, info = None, None
+        spec, inputs = pin_inputs(spec)
+    redactor = Redactor.from_engine_specs([spec.engine])
 
     problems = load_problems(spec)
     plans = build_plans(spec, problems)
@@ -116,34 +160,54 @@ def execute_run(
     if plans.cycled:
         console.print(f"note: {plans.cycle_note()}", soft_wrap=True)
 
-    if store is None:
-        store = RunStore.create(spec.out, spec.name, exact_dir=out_dir)
-        anchor = {"wall_time_unix": time.time(), "perf_counter_ns": time.perf_counter_ns()}
-        info = _run_json(spec, store.dir.name, anchor, plans.total)
-        offset = 0.0
-    else:
+    if store is not None:
         assert info is not None
-        done_ids = store.finished_ids()
+        store.redactor = redactor
+        state = store.resume_state()
+        done_ids = state.finished(retry_errors)
+        total = plans.total
         plans = build_plans(spec, problems, skip_ids=done_ids)
+        if not len(plans):
+            return _nothing_to_send(store, spec, state, total, retry_errors, console)
+        _say(console, resume_line(state, total, len(plans), retry_errors))
+        arrival = continue_arrival(arrival)
         # Continue the original time axis: seconds since the original start, by wall clock.
         offset = time.time() - info["clock"]["wall_time_unix"]
-    clock = RunClock.start(offset)
-    segment: dict[str, Any] = {"started_s": clock(), "requests": len(plans), "resumed": resume is not None}
-    info["segments"].append(segment)
-    store.write_json(RUN_JSON, info)
 
     owns_engine = engine is None
     if engine is None:
         engine = make_engine(spec.engine)
+        cleanup.callback(engine.stop)
+    probed = owns_engine and spec.engine.kind == "external"
+    if probed:
+        engine.start(None)  # an unreachable endpoint fails here, before anything is written
+
+    if store is None:
+        store = RunStore.create(spec.out, spec.name, exact_dir=out_dir, redactor=redactor)
+        cleanup.callback(store.unlock)
+        anchor = {"wall_time_unix": time.time(), "perf_counter_ns": time.perf_counter_ns()}
+        info = _run_json(spec, store.dir.name, anchor, plans.total)
+        info["inputs"] = inputs
+        offset = 0.0
+    assert info is not None
+    clock = RunClock.start(offset)
+    segment: dict[str, Any] = {"started_s": clock(), "requests": len(plans),
+                               "resumed": resume is not None}
+
     interrupted = False
     failure: str | None = None
+    engine_up = False
     try:
         # Started before the engine, so a bad --tokenizer fails in seconds.
         tokenizer_ready = start_run_tokenizer(spec.tokenizer, _local_model_dir(engine))
-        if owns_engine:
+        if owns_engine and not probed:
             with console.status(f"starting engine ({spec.engine.kind}) ..."):
                 engine.start(store.dir)
         tokenizer, info["tokenizer"] = tokenizer_ready()
+        # Only a running engine makes a segment: an engine that does not start leaves its
+        # log (named in the error), no run.json and no empty tables.
+        engine_up = True
+        info["segments"].append(segment)
         info["engine"] = engine.describe()
         info["engine"]["pid"] = getattr(engine, "pid", None)  # launched engines only
         for warning in info["engine"].get("warnings", []):  # e.g. a stale engine of ours
@@ -163,11 +227,14 @@ def execute_run(
     finally:
         if owns_engine:
             engine.stop()
-        segment["ended_s"] = clock()
-        segment["interrupted"] = interrupted
-        segment["failure"] = failure
-        store.write_json(RUN_JSON, info)
-        store.fold()
+        if engine_up:
+            segment["ended_s"] = clock()
+            segment["interrupted"] = interrupted
+            segment["failure"] = failure
+            store.write_json(RUN_JSON, info)
+            store.fold()
+        elif resume is None and out_dir is None:
+            store.remove_if_unused()
 
     summary = write_summary(store, grade=spec.grade and not interrupted)
     if not interrupted:
@@ -201,6 +268,26 @@ def _local_model_dir(engine: Any) -> str | None:
         return None
     model = str(engine.model)
     return model if Path(model).is_dir() else None
+
+
+def _say(console: Console, line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _nothing_to_send(store: RunStore, spec: RunSpec, state: ResumeState, total: int,
+                     retry_errors: bool, console: Console) -> RunResult:
+    """Every request is recorded. A finished run is left as it is; one that ended before
+    its summary (killed while folding) gets its tables and summary, but no new segment."""
+    info = store.read_json(RUN_JSON) or {}
+    summary = store.read_json(SUMMARY_JSON)
+    if summary is not None:
+        _say(console, nothing_to_do_line(store.dir, state, total, retry_errors))
+        return RunResult(store.dir, summary, False, list(info.get("warnings", [])),
+                         nothing_to_do=True)
+    _say(console, f"resume: all {total} requests are recorded; writing the tables and summary")
+    store.fold()
+    summary = write_summary(store, grade=spec.grade)
+    return RunResult(store.dir, summary, False, list(info.get("warnings", [])))
 
 
 async def _drive(

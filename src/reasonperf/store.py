@@ -6,22 +6,29 @@ Layout of ``runs/<timestamp>-<name>/``::
     requests.jsonl     write-ahead log: one RequestRecord per line, appended as each request ends
     chunks.jsonl       write-ahead log of ChunkEvents (one line per request: a list)
     timeline.jsonl     write-ahead log of TimelineSamples
-    requests.parquet   folded from the logs at the end (and on ``summary``/``grade`` if missing)
+    requests.parquet   folded from the logs at the end (and on ``summary``/``grade`` if missing):
+                       the last attempt of each request, with its ``attempt`` number
+    attempts.parquet   the earlier attempts of re-sent requests (only when there are some)
     chunks.parquet, timeline.parquet
     summary.json       written by the summary step
+    .lock              the flock of the process that owns the run (see dirlock.py)
 
 Why a write-ahead JSONL and not Parquet directly: a crash or Ctrl-C between two requests
 must lose nothing already measured, and Parquet files cannot be appended to. Each line is
 flushed as it is written; a torn last line (killed mid-write) is skipped on read.
+
+Everything written passes through the store's ``Redactor`` (no secret reaches a file).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reasonperf.dirlock import LOCK_FILE, DirLock
 from reasonperf.errors import UsageError
 from reasonperf.records import (
     CHUNK_SCHEMA,
@@ -38,8 +46,10 @@ from reasonperf.records import (
     RequestRecord,
     TimelineSample,
 )
+from reasonperf.redact import Redactor
 
 RUN_JSON = "run.json"
+ATTEMPTS = "attempts"
 _LOGS = {"requests": REQUEST_SCHEMA, "chunks": CHUNK_SCHEMA, "timeline": TIMELINE_SCHEMA}
 
 
@@ -49,19 +59,22 @@ def _safe_name(name: str) -> str:
 
 def read_jsonl(path: Path) -> list[Any]:
     """Read a JSONL log, skipping a torn final line (a crash mid-write)."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[Any]:
+    """The records of a JSONL log one at a time (a resume scans the log without holding it)."""
     if not path.exists():
-        return []
-    out = []
+        return
     with path.open("rb") as fh:
         for line in fh:
             line = line.strip()
             if not line:
                 continue
             try:
-                out.append(orjson.loads(line))
+                yield orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
-    return out
 
 
 def _log_lines(path: Path) -> Iterator[tuple[int, Any]]:
@@ -112,30 +125,76 @@ def _ends_with_newline(path: Path) -> bool:
         return fh.read(1) == b"\n"
 
 
+@dataclass
+class ResumeState:
+    """What the log says about a run's requests, for ``--resume``."""
+
+    ok: set[str] = field(default_factory=set)  # ids with an ok record
+    errored: set[str] = field(default_factory=set)  # ids whose records are all errors
+    attempts: Counter[str] = field(default_factory=Counter)  # records (attempts) per id
+
+    def finished(self, retry_errors: bool) -> set[str]:
+        """Ids that need no resending: ok ones, and errored ones unless retried."""
+        return set(self.ok) if retry_errors else self.ok | self.errored
+
+
 class RunStore:
     """One run directory. Not thread-safe; the runner writes from the event loop thread."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, redactor: Redactor | None = None) -> None:
         self.dir = Path(run_dir)
+        self.redactor = redactor or Redactor()
         self._files: dict[str, Any] = {}
+        self._prior_attempts: Counter[str] = Counter()
+        self._lock: DirLock | None = None
+
+    # ---- ownership ----------------------------------------------------------------
+    def lock(self) -> RunStore:
+        """Own the directory (exclusive flock) or raise UsageError naming the holder."""
+        if self._lock is None:
+            self._lock = DirLock(self.dir, "run directory").acquire()
+        return self
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def remove_if_unused(self) -> bool:
+        """Remove this (new, locked) directory when nothing but its lock was written, e.g.
+        when the engine failed before writing a log. True when removed."""
+        if self._lock is None or any(p.name != LOCK_FILE for p in self.dir.iterdir()):
+            return False
+        shutil.rmtree(self.dir)
+        self.unlock()
+        return True
 
     # ---- creation / opening -------------------------------------------------------
     @classmethod
-    def create(cls, out_dir: str | Path, name: str, exact_dir: str | Path | None = None) -> RunStore:
+    def create(cls, out_dir: str | Path, name: str, exact_dir: str | Path | None = None,
+               redactor: Redactor | None = None) -> RunStore:
+        """A new run directory, locked by this process."""
         if exact_dir is not None:
             p = Path(exact_dir)
             if (p / RUN_JSON).exists():
                 raise UsageError(f"{p} already holds a run; resume it or choose another directory")
             p.mkdir(parents=True, exist_ok=True)
-            return cls(p)
+            store = cls(p, redactor).lock()
+            if (p / RUN_JSON).exists():  # another process created it while we locked
+                store.unlock()
+                raise UsageError(f"{p} already holds a run; resume it or choose another directory")
+            return store
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(out_dir) / f"{stamp}-{_safe_name(name)}"
         run_dir, i = base, 1
-        while run_dir.exists():
-            i += 1
-            run_dir = base.with_name(f"{base.name}-{i}")
-        run_dir.mkdir(parents=True)
-        return cls(run_dir)
+        while True:
+            try:
+                run_dir.mkdir(parents=True)  # atomic: two runs started together get two dirs
+                break
+            except FileExistsError:
+                i += 1
+                run_dir = base.with_name(f"{base.name}-{i}")
+        return cls(run_dir, redactor).lock()
 
     @classmethod
     def open(cls, run_dir: str | Path) -> RunStore:
@@ -148,6 +207,7 @@ class RunStore:
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.dir / name
         tmp = path.with_suffix(path.suffix + ".tmp")
+        obj = self.redactor.obj(obj)
         tmp.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
         os.replace(tmp, path)
         return path
@@ -170,7 +230,13 @@ class RunStore:
         return fh
 
     def append_request(self, record: RequestRecord, chunks: Iterable[ChunkEvent]) -> None:
-        """Persist one finished request. Chunks first, so a record never lacks its chunks."""
+        """Persist one finished request. Chunks first, so a record never lacks its chunks.
+
+        The record's ``attempt`` is numbered here: one more than the records of its id in
+        the log when the run was resumed (a run sends each id at most once per segment)."""
+        record.attempt = self._prior_attempts[record.request_id] + 1
+        if record.error:
+            record.error = self.redactor.text(record.error)
         ch = [[c.t_s, c.kind, c.n_tokens, c.n_chars] for c in chunks]
         cfh = self._fh("chunks")
         cfh.write(orjson.dumps({"request_id": record.request_id, "c": ch}) + b"\n")
@@ -193,16 +259,46 @@ class RunStore:
 
     # ---- reading ------------------------------------------------------------------
     def request_rows(self) -> list[dict[str, Any]]:
-        """Records from the log, the last one per request_id (a resumed request replaces its
-        cancelled attempt)."""
-        rows: dict[str, dict[str, Any]] = {}
-        for row in read_jsonl(self.dir / "requests.jsonl"):
-            rows[row["request_id"]] = row
-        return list(rows.values())
+        """Records from the log, the last one per request_id (a resent request replaces its
+        cancelled or errored attempt)."""
+        return self._split_rows()[0]
 
-    def finished_ids(self) -> set[str]:
-        """Requests that need no resending: everything but cancelled attempts."""
-        return {r["request_id"] for r in self.request_rows() if r.get("error_type") != "cancelled"}
+    def earlier_attempts(self) -> list[dict[str, Any]]:
+        """The records a later attempt of the same request replaced (the history)."""
+        return self._split_rows()[1]
+
+    def _split_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        rows: dict[str, dict[str, Any]] = {}
+        earlier: list[dict[str, Any]] = []
+        for row in read_jsonl(self.dir / "requests.jsonl"):
+            old = rows.get(row["request_id"])
+            if old is not None:
+                earlier.append(old)
+            rows[row["request_id"]] = row
+        return list(rows.values()), earlier
+
+    def resume_state(self) -> ResumeState:
+        """Read the log once: which ids are ok, which only errored, and how many attempts
+        each has had (the next record of an id is numbered after them)."""
+        state = ResumeState()
+        cancelled: set[str] = set()
+        for row in iter_jsonl(self.dir / "requests.jsonl"):
+            rid = row["request_id"]
+            state.attempts[rid] += 1
+            if row.get("status") == "ok":
+                state.ok.add(rid)
+            elif row.get("error_type") == "cancelled":
+                cancelled.add(rid)
+            else:
+                state.errored.add(rid)
+        state.errored -= state.ok
+        self._prior_attempts = state.attempts
+        return state
+
+    def finished_ids(self, retry_errors: bool = False) -> set[str]:
+        """Requests that need no resending: everything but cancelled attempts (and, with
+        ``retry_errors``, but requests whose records are all errors)."""
+        return self.resume_state().finished(retry_errors)
 
     def chunk_rows(self, keep: set[str] | None = None) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
@@ -221,6 +317,7 @@ class RunStore:
         with pq.ParquetWriter(self.dir / "requests.parquet", REQUEST_SCHEMA) as writer:
             for batch in _batches(_kept(self.dir / "requests.jsonl", last)):
                 writer.write_table(pa.Table.from_pylist(batch, schema=REQUEST_SCHEMA))
+        self._fold_attempts(last)
         chunk_last = _last_line_per_id(self.dir / "chunks.jsonl", keep=last)
         del last
         with pq.ParquetWriter(self.dir / "chunks.parquet", CHUNK_SCHEMA) as writer:
@@ -238,6 +335,21 @@ class RunStore:
         tcols = {n: [r[i] for r in tl] for i, n in enumerate(TIMELINE_SCHEMA.names)}
         pq.write_table(pa.table(tcols, schema=TIMELINE_SCHEMA), self.dir / "timeline.parquet")
 
+    def _fold_attempts(self, last: dict[str, int]) -> None:
+        """The records a later attempt of the same request replaced -> attempts.parquet
+        (written only when there are some), streamed like the requests."""
+        earlier = (row for lineno, row in _log_lines(self.dir / "requests.jsonl")
+                   if last.get(row["request_id"]) != lineno)
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in _batches(earlier):
+                if writer is None:
+                    writer = pq.ParquetWriter(self.dir / f"{ATTEMPTS}.parquet", REQUEST_SCHEMA)
+                writer.write_table(pa.Table.from_pylist(batch, schema=REQUEST_SCHEMA))
+        finally:
+            if writer is not None:
+                writer.close()
+
     def table(self, name: str) -> pa.Table:
         """requests / chunks / timeline as Arrow; folds the logs first if Parquet is stale."""
         path = self.dir / f"{name}.parquet"
@@ -248,10 +360,13 @@ class RunStore:
 
     def update_requests(self, table: pa.Table) -> None:
         """Rewrite requests.parquet with new columns (grading). The log is rewritten too so
-        that a later fold keeps them."""
+        that a later fold keeps them; the earlier attempts stay in it, before the rows."""
         self.close()
-        table = table.cast(REQUEST_SCHEMA)
-        rows = table.to_pylist()
+        for col in REQUEST_SCHEMA:  # a run stored before a column existed (e.g. attempt)
+            if col.name not in table.column_names:
+                table = table.append_column(col.name, pa.nulls(len(table), col.type))
+        table = table.select(REQUEST_SCHEMA.names).cast(REQUEST_SCHEMA)
+        rows = self.earlier_attempts() + table.to_pylist()
         tmp = self.dir / "requests.jsonl.tmp"
         tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
         os.replace(tmp, self.dir / "requests.jsonl")

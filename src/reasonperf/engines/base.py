@@ -28,6 +28,7 @@ from reasonperf.engines.process import (
 )
 from reasonperf.engines.spec import EngineSpec
 from reasonperf.errors import EngineStartError, UsageError
+from reasonperf.redact import redact_args
 from reasonperf.registry import Registry
 from reasonperf.telemetry.gpu import CUDA_ENV_KEYS
 
@@ -264,7 +265,7 @@ class LaunchedEngine(EngineBase, ABC):
         return {
             "kind": self.kind,
             "version": dist_version(*self.dist_names),
-            "command": list(self._command) or self.command(self.port or 0),
+            "command": redact_args(list(self._command) or self.command(self.port or 0)),
             "model": self.model,
             "served_model": self.served_model,
             "base_url": self.base_url,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from reasonperf.engines.base import ENGINES, EngineBase
 from reasonperf.engines.spec import EngineSpec
 from reasonperf.errors import UsageError
+from reasonperf.redact import redact_url
 
 
 @ENGINES.register("external")
@@ -38,8 +41,8 @@ class ExternalEngine(EngineBase):
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def start(self, log_dir: Path | None = None) -> None:
-        url = f"{self.base_url}/models"
-        request = urllib.request.Request(url, headers=self._headers())
+        url, basic = _split_credentials(f"{self.base_url}/models")
+        request = urllib.request.Request(url, headers={**basic, **self._headers()})
         try:
             with urllib.request.urlopen(request, timeout=self.check_timeout_s) as resp:
                 body = json.loads(resp.read() or b"{}")
@@ -78,8 +81,20 @@ class ExternalEngine(EngineBase):
             "command": [],
             "model": self.spec.model or self.served_model,
             "served_model": self.served_model,
-            "base_url": self.base_url,
-            "metrics_url": self.metrics_url,
+            "base_url": redact_url(self.base_url),
+            "metrics_url": redact_url(self.metrics_url) if self.metrics_url else None,
             "env": {},
             "models": list(self._models),
         }
+
+
+def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """urllib does not read user:password from a URL: strip them, send them as Basic auth
+    (aiohttp, which sends the requests, does the same by itself)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    token = base64.b64encode(user_pass.encode()).decode()
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}

@@ -31,6 +31,7 @@ from reasonperf.engines.lifeline import (
     with_death_signal,
     write_pid_file,
 )
+from reasonperf.redact import redact_args
 
 try:  # a dependency of every engine we launch; only used to find stray descendants
     import psutil
@@ -147,7 +148,7 @@ class ManagedProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            log.write(f"# reasonperf launch: {' '.join(self.command)}\n".encode())
+            log.write(f"# reasonperf launch: {' '.join(redact_args(self.command))}\n".encode())
             log.flush()
             guarded = self.die_with_parent and can_die_with_parent()
             self.proc = subprocess.Popen(

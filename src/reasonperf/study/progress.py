@@ -17,6 +17,8 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from reasonperf.redact import redact_text
+
 STYLES = {"ok": "green", "failed": "red", "skipped": "yellow", "partial": "yellow"}
 
 
@@ -72,6 +74,7 @@ class StudyProgress:
 
     def engine_failed(self, group: str, error: str) -> None:
         self.engines_left = max(0, self.engines_left - 1)
+        error = redact_text(error)
         short = error if len(error) <= 300 else error[:300] + " ..."
         self.console.print(Text(f"engine {group} failed to start: {short}", style="red"))
 
@@ -95,7 +98,7 @@ class StudyProgress:
         line = Text(f"{status:>7} ", style=STYLES.get(status, ""))
         line.append(f"{cell_id}{took}")
         if note:
-            line.append(f"  {note}", style="dim")
+            line.append(f"  {redact_text(note)}", style="dim")
         self.console.print(line)
 
     # --- rendering -------------------------------------------------------------------

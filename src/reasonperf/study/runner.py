@@ -34,11 +34,13 @@ import orjson
 from rich.console import Console
 
 from reasonperf import __version__
+from reasonperf.dirlock import DirLock
 from reasonperf.engines import Engine, make_engine
 from reasonperf.engines.base import PrefixCacheResetError
 from reasonperf.engines.process import log_tail, one_line
 from reasonperf.engines.spec import EngineSpec
 from reasonperf.errors import UsageError
+from reasonperf.redact import redact
 from reasonperf.run import execute_run
 from reasonperf.store import RUN_JSON
 from reasonperf.study.expand import Cell, EngineGroup, StudyPlan, resolve_model
@@ -61,7 +63,7 @@ def _now() -> str:
 def write_json(path: Path, obj: Any) -> None:
     """Atomic: a reader (or a rerun after a kill) never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    tmp.write_bytes(orjson.dumps(redact(obj), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     os.replace(tmp, path)
 
 
@@ -417,7 +419,20 @@ def run_study(
     engines: EngineSlots | None = None,
     poll_s: float = 0.5,
 ) -> StudyResult:
-    """Run every cell of the plan that is not done yet, then write the index and report."""
+    """Run every cell of the plan that is not done yet, then write the index and report.
+    One process per output folder: a second one exits 2 naming the holder's pid."""
+    plan.root.mkdir(parents=True, exist_ok=True)
+    with DirLock(plan.root, "study output folder"):
+        return _run_study_locked(plan, console=console, engines=engines, poll_s=poll_s)
+
+
+def _run_study_locked(
+    plan: StudyPlan,
+    *,
+    console: Console | None = None,
+    engines: EngineSlots | None = None,
+    poll_s: float = 0.5,
+) -> StudyResult:
     console = console or Console(stderr=True)
     check_settings(plan)
     plan.root.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,9 @@ class Arrival:
     offsets: Iterable[float] | None  # open: absolute offsets (s) from run start, n, first = 0
     batch_size: int | None  # batch mode
     concurrency: int | None  # closed mode (also caps in-flight requests in open mode if set)
+    # resumed open loop: the k-th plan still to send takes the k-th slot from the first
+    # one's (see resume.continue_arrival), instead of its own index's slot
+    compact: bool = False
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,9 @@ def schedule(plans: Iterable[RequestPlan], arrival: Arrival, start_s: float = 0.
     offsets = iter(arrival.offsets)
     pos, offset, base = -1, 0.0, None
     for plan in plans:
-        while pos < plan.index:
+        # compact (a resume): after the first plan, each takes the next slot
+        target = pos + 1 if arrival.compact and base is not None else plan.index
+        while pos < target:
             offset = next(offsets)
             pos += 1
         if base is None:
