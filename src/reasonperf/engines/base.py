@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from reasonperf.engines.models import cache_dir, prepare_smollm2
+from reasonperf.engines.models import cache_dir, prepare_smollm2, resolve_builtin
 from reasonperf.engines.process import (
     ManagedProcess,
     http_status,
@@ -148,7 +148,7 @@ class LaunchedEngine(EngineBase, ABC):
         """The model path or name to serve; None means the embedded SmolLM2 (converted once)."""
         if self.spec.model is None:
             return str(prepare_smollm2(cache_dir()))
-        return self.spec.model
+        return resolve_builtin(self.spec.model) or self.spec.model
 
     @abstractmethod
     def build_args(self, port: int) -> list[str]:
