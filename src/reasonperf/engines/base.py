@@ -16,7 +16,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from reasonperf.engines.hardware import read_cpu_flags
 from reasonperf.engines.lifeline import StaleEngine, find_stale_engines
-from reasonperf.engines.models import cache_dir, prepare_smollm2
+from reasonperf.engines.models import cache_dir, prepare_smollm2, resolve_builtin
 from reasonperf.engines.process import (
     ManagedProcess,
     http_post,
@@ -169,7 +169,7 @@ class LaunchedEngine(EngineBase, ABC):
         """The model path or name to serve; None means the embedded SmolLM2 (converted once)."""
         if self.spec.model is None:
             return str(prepare_smollm2(cache_dir()))
-        return self.spec.model
+        return resolve_builtin(self.spec.model) or self.spec.model
 
     @abstractmethod
     def build_args(self, port: int) -> list[str]:

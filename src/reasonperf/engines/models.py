@@ -400,3 +400,25 @@ def _build_tiny_reasoner(out: Path, chat_template: str = CHAT_TEMPLATE) -> None:
         head[script[0], other_slot] = margin
         head[script[0], len(script) - 1] = margin  # after EOS (ignore_eos): start again
     _save_model(model, tok, out, chat_template)
+
+
+
+# --------------------------------------------------------------------------- builtin: names
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS = ("smollm2", "tiny-random", "tiny-reasoner", "tiny-reasoner-open")
+
+
+def resolve_builtin(model: str | None) -> str | None:
+    """``builtin:NAME`` -> the local path of that model (built or converted once, cached);
+    any other model name or path is returned as it is. Used wherever a model is accepted
+    (``reasonperf run --model``, run specs, studies)."""
+    if model is None or not model.startswith(BUILTIN_PREFIX):
+        return model
+    name = model[len(BUILTIN_PREFIX):]
+    if name not in BUILTIN_MODELS:
+        raise UsageError(f"unknown built-in model {model!r}; choose one of: "
+                         + ", ".join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS))
+    if name == "smollm2":
+        return str(prepare_smollm2(cache_dir()))
+    return str(build_test_models(cache_dir())[name])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,6 +41,16 @@ class EngineSpec(BaseModel):
     startup_timeout_s: float = Field(default=300, gt=0)
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=1, le=65535)
+
+    @field_validator("extra_args")
+    @classmethod
+    def _split_args(cls, value: list[str]) -> list[str]:
+        """``--engine-arg "--tensor-parallel-size 2"`` is two arguments: an item with a space
+        is split as a shell would (quotes kept together); ``--flag=value`` stays one."""
+        out: list[str] = []
+        for item in value:
+            out += shlex.split(item) if any(c.isspace() for c in item) else [item]
+        return out
 
     @field_validator("url", "metrics_url")
     @classmethod

@@ -17,7 +17,9 @@ is folded first, exactly as ``reasonperf summary`` would.
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +45,34 @@ RUNS_SCHEMA = pa.schema([
 ])
 
 
-def find_run_dirs(root: Path) -> list[Path]:
-    """Every run directory (one holding run.json) at or below ``root``."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UsageError(f"query --root {root}: no such directory; point it at your runs directory")
-    dirs = sorted({p.parent for p in root.rglob(RUN_JSON)})
+DEFAULT_ROOTS = (Path("runs"), Path("studies-out"))  # where `reasonperf run` and `study` write
+RESULTS_ENV = "REASONPERF_RESULTS"  # a results root of the user's choosing
+
+
+def default_roots() -> list[Path]:
+    """runs/ and studies-out/ (and $REASONPERF_RESULTS when set) that exist."""
+    roots = [*DEFAULT_ROOTS]
+    if os.environ.get(RESULTS_ENV):
+        roots.insert(0, Path(os.environ[RESULTS_ENV]))
+    return [r for r in roots if r.is_dir()]
+
+
+Roots = Path | Sequence[Path]
+
+
+def find_run_dirs(roots: Roots) -> list[Path]:
+    """Every run directory (one holding run.json) at or below each root."""
+    root_list = [Path(roots)] if isinstance(roots, str | Path) else [Path(r) for r in roots]
+    if not root_list:
+        raise UsageError("query: no runs/ or studies-out/ here; run one first (reasonperf run, "
+                         "make run) or point --root at your results directory")
+    for root in root_list:
+        if not root.is_dir():
+            raise UsageError(f"query --root {root}: no such directory; point it at your runs directory")
+    dirs = sorted({p.parent for root in root_list for p in root.rglob(RUN_JSON)})
     if not dirs:
-        raise UsageError(f"query --root {root}: no run directories (with {RUN_JSON}) found; "
+        where = ", ".join(str(r) for r in root_list)
+        raise UsageError(f"query --root {where}: no run directories (with {RUN_JSON}) found; "
                          "record one with `reasonperf run` or point --root at your runs directory")
     return dirs
 
@@ -101,9 +123,9 @@ def _sql_list(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def connect(root: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the four views over the runs below ``root``."""
-    dirs = find_run_dirs(root)
+def connect(roots: Roots) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the four views over the runs below ``roots``."""
+    dirs = find_run_dirs(roots)
     for d in dirs:
         _fold_if_stale(d)
     runs = pa.Table.from_pylist([_run_row(d) for d in dirs], schema=RUNS_SCHEMA)
@@ -141,12 +163,12 @@ def _one_line(err: Exception) -> str:
     return " ".join(first.split())
 
 
-def query(sql: str, root: Path) -> pa.Table:
-    """Run ``sql`` over the runs below ``root``; bad SQL raises UsageError with DuckDB's
+def query(sql: str, root: Roots) -> pa.Table:
+    """Run ``sql`` over the runs below ``root`` (one folder or several); bad SQL raises UsageError with DuckDB's
     one-line message. A statement that returns no rows (CREATE, SET) gives an empty table."""
     if not sql or not sql.strip():
         raise UsageError("query: the SQL is empty; e.g. reasonperf query \"SELECT * FROM runs\"")
-    con = connect(Path(root))
+    con = connect(root)
     try:
         rel = con.sql(sql)
         return rel.to_arrow_table() if rel is not None else pa.table({})

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from reasonperf.config import RunSpec
 from reasonperf.engines.base import dist_version
+from reasonperf.engines.models import BUILTIN_MODELS, BUILTIN_PREFIX, resolve_builtin
 from reasonperf.engines.spec import EngineSpec
 from reasonperf.errors import UsageError
 from reasonperf.study.spec import (
@@ -43,8 +44,6 @@ from reasonperf.study.spec import (
 )
 
 DEFAULT_ROOT = "studies-out"
-BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("smollm2", "tiny-random", "tiny-reasoner")
 
 # Weight-quantization methods whose vLLM kernels exist only for CUDA GPUs.
 GPU_ONLY_QUANTIZATION = frozenset({
@@ -341,13 +340,5 @@ def unsupported_reason(engine: EngineSpec) -> str | None:
     return None
 
 
-def resolve_model(model: str | None) -> str | None:
-    """``builtin:NAME`` -> the local path of that model (built or converted once, cached)."""
-    if model is None or not model.startswith(BUILTIN_PREFIX):
-        return model
-    from reasonperf.engines.models import build_test_models, cache_dir, prepare_smollm2
-
-    name = model[len(BUILTIN_PREFIX):]
-    if name == "smollm2":
-        return str(prepare_smollm2(cache_dir()))
-    return str(build_test_models(cache_dir())[name])
+# kept under its old name for the study runner
+resolve_model = resolve_builtin
