@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from reasonperf.engines.hardware import read_cpu_flags
+from reasonperf.engines.hardware import choose_cpu_dtype, read_cpu_flags
 from reasonperf.engines.lifeline import StaleEngine, find_stale_engines
 from reasonperf.engines.models import cache_dir, prepare_smollm2, resolve_builtin
 from reasonperf.engines.process import (
@@ -179,9 +179,43 @@ class LaunchedEngine(EngineBase, ABC):
         """Variables added to the inherited environment (spec.env wins)."""
         return {}
 
+    # how the engine is told to skip CUDA graphs, and how its CPU target is named in reasons
+    eager_flag = "--enforce-eager"
+    cpu_target_label = "CPU target"
+    gpu_dtype_reason = "GPU: the engine's auto (the model's dtype)"
+
+    def targets_cpu(self) -> bool:
+        """True when this launch runs on the CPU (no CUDA graphs; dtype from the CPU)."""
+        return False
+
     def choices(self) -> dict[str, dict[str, Any]]:
-        """Settings reasonperf chose for this launch: {name: {"value", "reason"}}."""
-        return {}
+        """dtype and eager mode this launch runs with: {name: {"value", "reason"}}.
+
+        The user's setting wins (extra_args, then the spec). Otherwise CUDA graphs are what
+        a GPU deployment runs, so only a CPU target (where they do not apply, and compiling
+        costs minutes per start) runs eager, and a CPU target's dtype follows the CPU's
+        bf16 support (see reasonperf.engines.hardware).
+        """
+        cpu = self.targets_cpu()
+        user_dtype = self.user_flag("--dtype")
+        if isinstance(user_dtype, str):
+            dtype = {"value": user_dtype, "reason": "engine.extra_args"}
+        elif self.spec.dtype != "auto":
+            dtype = {"value": self.spec.dtype, "reason": "engine.dtype"}
+        elif cpu:
+            value, reason = choose_cpu_dtype(self.cpu_flags)
+            dtype = {"value": value, "reason": f"{self.cpu_target_label}: {reason}"}
+        else:
+            dtype = {"value": "auto", "reason": self.gpu_dtype_reason}
+        if self.user_flag(self.eager_flag) is not None:
+            eager = {"value": True, "reason": "engine.extra_args"}
+        elif self.spec.enforce_eager is not None:
+            eager = {"value": self.spec.enforce_eager, "reason": "engine.enforce_eager"}
+        elif cpu:
+            eager = {"value": True, "reason": f"{self.cpu_target_label}: no CUDA graphs"}
+        else:
+            eager = {"value": False, "reason": "GPU: CUDA graphs on, as deployed"}
+        return {"dtype": dtype, "enforce_eager": eager}
 
     def gpu_env(self) -> dict[str, str]:
         """CUDA_VISIBLE_DEVICES / CUDA_DEVICE_ORDER as the server sees them (we launch it

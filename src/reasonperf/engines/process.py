@@ -28,6 +28,7 @@ from pathlib import Path
 from reasonperf.engines.lifeline import (
     can_die_with_parent,
     engine_pid_dir,
+    pid_alive,
     with_death_signal,
     write_pid_file,
 )
@@ -214,13 +215,7 @@ def _alive(pid: int) -> bool:
             return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _group_alive(pgid: int, pids: Sequence[int]) -> bool:

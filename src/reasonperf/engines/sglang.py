@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from reasonperf.engines.base import ENGINES, LaunchedEngine
-from reasonperf.engines.hardware import choose_cpu_dtype
 from reasonperf.errors import UsageError
 
 # vLLM reasoning-parser names -> SGLang's (which use hyphens).
@@ -55,32 +54,13 @@ class SglangEngine(LaunchedEngine):
     owned_flags = ("--model-path", "--model", "--served-model-name", "--host", "--port")
     prefix_cache_reset_path = "/flush_cache"
 
+    eager_flag = "--disable-cuda-graph"
+    cpu_target_label = "--device cpu"
+    gpu_dtype_reason = "GPU: SGLang's auto (the model's dtype)"
+
     def targets_cpu(self) -> bool:
         """SGLang runs on the CPU only when asked with --device cpu (its default is cuda)."""
         return self.user_flag("--device") == "cpu"
-
-    def choices(self) -> dict[str, dict[str, Any]]:
-        """dtype and CUDA graphs, as VllmEngine.choices does for a GPU or a CPU target."""
-        cpu = self.targets_cpu()
-        user_dtype = self.user_flag("--dtype")
-        if isinstance(user_dtype, str):
-            dtype = {"value": user_dtype, "reason": "engine.extra_args"}
-        elif self.spec.dtype != "auto":
-            dtype = {"value": self.spec.dtype, "reason": "engine.dtype"}
-        elif cpu:
-            value, reason = choose_cpu_dtype(self.cpu_flags)
-            dtype = {"value": value, "reason": f"--device cpu: {reason}"}
-        else:
-            dtype = {"value": "auto", "reason": "GPU: SGLang's auto (the model's dtype)"}
-        if self.user_flag("--disable-cuda-graph") is not None:
-            eager = {"value": True, "reason": "engine.extra_args"}
-        elif self.spec.enforce_eager is not None:
-            eager = {"value": self.spec.enforce_eager, "reason": "engine.enforce_eager"}
-        elif cpu:
-            eager = {"value": True, "reason": "--device cpu: no CUDA graphs"}
-        else:
-            eager = {"value": False, "reason": "GPU: CUDA graphs on, as deployed"}
-        return {"dtype": dtype, "enforce_eager": eager}
 
     def build_args(self, port: int) -> list[str]:
         s = self.spec

