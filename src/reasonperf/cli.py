@@ -59,6 +59,88 @@ app.command("doctor")(_guard(doctor_command))
 engine_app.command("check")(_guard(engine_check_command))
 
 
+def _not(value: bool) -> bool:
+    return not value
+
+
+# The run command's flags -> the RunSpec: flag (parameter name) -> (section or None for the
+# top level, the spec's key, a conversion). One row per flag; `spec_from_flags` applies it.
+RUN_FLAGS: dict[str, tuple[str | None, str, Callable[[Any], Any] | None]] = {
+    "model": ("engine", "model", None),
+    "metrics_url": ("engine", "metrics_url", None),
+    "api_key_env": ("engine", "api_key_env", None),
+    "max_num_seqs": ("engine", "max_num_seqs", None),
+    "max_model_len": ("engine", "max_model_len", None),
+    "num_gpu_blocks_override": ("engine", "num_gpu_blocks_override", None),
+    "reasoning_parser": ("engine", "reasoning_parser", None),
+    "prefix_caching": ("engine", "enable_prefix_caching", None),
+    "kv_cache_dtype": ("engine", "kv_cache_dtype", None),
+    "quantization": ("engine", "quantization", None),
+    "engine_arg": ("engine", "extra_args", None),
+    "port": ("engine", "port", None),
+    "api": (None, "api", None),
+    "workload": ("workload", "name", None),
+    "data_file": ("workload", "data_file", None),
+    "field_map": ("workload", "field_map", lambda v: _field_map(v)),
+    "option": ("workload", "options", lambda v: _options(v)),
+    "limit": ("workload", "limit", None),
+    "samples": ("workload", "samples", None),
+    "prompt_style": ("workload", "prompt_style", None),
+    "prompt_template": ("workload", "prompt_template", None),
+    "num_requests": ("workload", "num_requests", None),
+    "arrival": ("arrival", "name", None),
+    "batch_size": ("arrival", "batch_size", None),
+    "concurrency": ("arrival", "concurrency", None),
+    "rate": ("arrival", "rate", None),
+    "cv": ("arrival", "cv", None),
+    "shape": ("arrival", "shape", None),
+    "trace_file": ("arrival", "trace_file", None),
+    "max_tokens": ("sampling", "max_tokens", None),
+    "temperature": ("sampling", "temperature", None),
+    "top_p": ("sampling", "top_p", None),
+    "request_seeds": ("sampling", "request_seeds", None),
+    "seed": (None, "seed", None),
+    "timeout": (None, "timeout_s", None),
+    "sample_interval": (None, "sample_interval_s", None),
+    "slo": (None, "slo", lambda v: _slos(v)),
+    "continuous_usage": (None, "continuous_usage", None),
+    "think_open": (None, "think_open", None),
+    "tokenizer": (None, "tokenizer", None),
+    "no_text": (None, "store_text", _not),
+    "no_grade": (None, "grade", _not),
+    "out": (None, "out", None),
+    "name": (None, "name", None),
+    "max_error_rate": (None, "max_error_rate", None),
+}
+
+
+def _field_map(value: str | None) -> dict[str, str]:
+    from reasonperf.workload.datasets import parse_field_map
+
+    return parse_field_map(value)
+
+
+def spec_from_flags(params: dict[str, Any], given: Callable[[str], bool],
+                    data: dict[str, Any]) -> dict[str, Any]:
+    """The run spec ``data`` (from --config, or empty) with the flags applied by RUN_FLAGS:
+    with --config only the flags typed on the command line override it; an empty list or
+    map means the flag was not used."""
+    endpoint, kind = params.get("endpoint"), params.get("engine")
+    if endpoint:  # an endpoint means an external engine, whatever --engine says
+        data.setdefault("engine", {}).update(kind="external", url=endpoint)
+    elif kind and given("engine"):
+        data.setdefault("engine", {})["kind"] = kind
+    for param, (section, key, convert) in RUN_FLAGS.items():
+        value = params.get(param)
+        if value is None or not given(param):
+            continue
+        value = convert(value) if convert is not None else value
+        if value is None or (isinstance(value, list | dict) and not value):
+            continue
+        (data.setdefault(section, {}) if section else data)[key] = value
+    return data
+
+
 def _slos(values: list[str] | None) -> dict[str, float]:
     """--slo NAME=SECONDS (repeatable)."""
     out: dict[str, float] = {}
@@ -154,8 +236,6 @@ def run(
     from reasonperf.config import load_run_spec, load_yaml
     from reasonperf.report.console import render_summary
     from reasonperf.run import execute_run
-    from reasonperf.workload.datasets import parse_field_map
-
     console = _err_console()
     if retry_errors and resume is None:
         raise UsageError("--retry-errors re-sends the failed requests of a stored run; "
@@ -171,62 +251,7 @@ def run(
             src = ctx.get_parameter_source(param)
             return config is None or (src is not None and src.name != "DEFAULT")
 
-        def put(section: str | None, key: str, param: str, value: Any) -> None:
-            if value is None or not given(param):
-                return
-            target = data.setdefault(section, {}) if section else data
-            target[key] = value
-
-        eng_kind = engine or ("external" if endpoint else None)
-        put("engine", "kind", "engine", eng_kind)
-        if endpoint:
-            data.setdefault("engine", {})["kind"] = "external"
-            data["engine"]["url"] = endpoint
-        put("engine", "model", "model", model)
-        put("engine", "metrics_url", "metrics_url", metrics_url)
-        put("engine", "api_key_env", "api_key_env", api_key_env)
-        put("engine", "max_num_seqs", "max_num_seqs", max_num_seqs)
-        put("engine", "max_model_len", "max_model_len", max_model_len)
-        put("engine", "num_gpu_blocks_override", "num_gpu_blocks_override", num_gpu_blocks_override)
-        put("engine", "reasoning_parser", "reasoning_parser", reasoning_parser)
-        put("engine", "enable_prefix_caching", "prefix_caching", prefix_caching)
-        put("engine", "kv_cache_dtype", "kv_cache_dtype", kv_cache_dtype)
-        put("engine", "quantization", "quantization", quantization)
-        put("engine", "extra_args", "engine_arg", engine_arg or None)
-        put("engine", "port", "port", port)
-        put(None, "api", "api", api)
-        put("workload", "name", "workload", workload)
-        put("workload", "data_file", "data_file", data_file)
-        put("workload", "field_map", "field_map", parse_field_map(field_map) or None)
-        put("workload", "options", "option", _options(option) or None)
-        put("workload", "limit", "limit", limit)
-        put("workload", "samples", "samples", samples)
-        put("workload", "prompt_style", "prompt_style", prompt_style)
-        put("workload", "prompt_template", "prompt_template", prompt_template)
-        put("workload", "num_requests", "num_requests", num_requests)
-        put("arrival", "name", "arrival", arrival)
-        put("arrival", "batch_size", "batch_size", batch_size)
-        put("arrival", "concurrency", "concurrency", concurrency)
-        put("arrival", "rate", "rate", rate)
-        put("arrival", "cv", "cv", cv)
-        put("arrival", "shape", "shape", shape)
-        put("arrival", "trace_file", "trace_file", trace_file)
-        put("sampling", "max_tokens", "max_tokens", max_tokens)
-        put("sampling", "temperature", "temperature", temperature)
-        put("sampling", "top_p", "top_p", top_p)
-        put(None, "seed", "seed", seed)
-        put("sampling", "request_seeds", "request_seeds", request_seeds)
-        put(None, "timeout_s", "timeout", timeout)
-        put(None, "sample_interval_s", "sample_interval", sample_interval)
-        put(None, "slo", "slo", _slos(slo) or None)
-        put(None, "continuous_usage", "continuous_usage", continuous_usage)
-        put(None, "think_open", "think_open", think_open)
-        put(None, "tokenizer", "tokenizer", tokenizer)
-        put(None, "store_text", "no_text", not no_text)
-        put(None, "grade", "no_grade", not no_grade)
-        put(None, "out", "out", out)
-        put(None, "name", "name", name)
-        put(None, "max_error_rate", "max_error_rate", max_error_rate)
+        data = spec_from_flags(ctx.params, given, data)
         spec = load_run_spec(data, source=str(config) if config else "options")
         result = execute_run(spec, console=console)
     render_summary(result.summary, Console(), str(result.run_dir))
