@@ -203,9 +203,18 @@ def build_test_models(cache_dir: Path) -> dict[str, Path]:
     }
 
 
+def shipped_models() -> dict[str, Path]:
+    """tiny-thinker and tiny-instruct: trained weights inside the package, checksum verified."""
+    from reasonperf.engines.thinker import MODEL_NAMES
+    from reasonperf.engines.thinker.shipped import shipped_model
+
+    return {name: shipped_model(name) for name in MODEL_NAMES}
+
+
 def prepare_all(cache_dir: Path) -> dict[str, Path]:
     """Every model reasonperf serves itself (the CLI's `prepare` command)."""
-    return {SMOLLM2_NAME: prepare_smollm2(cache_dir), **build_test_models(cache_dir)}
+    return {SMOLLM2_NAME: prepare_smollm2(cache_dir), **build_test_models(cache_dir),
+            **shipped_models()}
 
 
 def build_tokenizer() -> Any:

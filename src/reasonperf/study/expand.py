@@ -44,7 +44,7 @@ from reasonperf.study.spec import (
 
 DEFAULT_ROOT = "studies-out"
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("smollm2", "tiny-random", "tiny-reasoner")
+BUILTIN_MODELS = ("smollm2", "tiny-random", "tiny-reasoner", "tiny-thinker", "tiny-instruct")
 
 # Weight-quantization methods whose vLLM kernels exist only for CUDA GPUs.
 GPU_ONLY_QUANTIZATION = frozenset({
@@ -350,4 +350,8 @@ def resolve_model(model: str | None) -> str | None:
     name = model[len(BUILTIN_PREFIX):]
     if name == "smollm2":
         return str(prepare_smollm2(cache_dir()))
+    if name in ("tiny-thinker", "tiny-instruct"):
+        from reasonperf.engines.models import shipped_models
+
+        return str(shipped_models()[name])
     return str(build_test_models(cache_dir())[name])
