@@ -26,7 +26,7 @@ def _shipped(name: str) -> Path:
     return shipped_models()[name]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()  # one test each: stopped before the next engine starts
 def vllm_thinker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedEngine]:
     _require_vllm()
     spec = EngineSpec(kind="vllm", model=str(_shipped("tiny-thinker")), max_model_len=1024,
@@ -34,7 +34,7 @@ def vllm_thinker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedE
     yield from _serve(spec, tmp_path_factory.mktemp("vllm-thinker"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()  # one test each: stopped before the next engine starts
 def vllm_instruct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedEngine]:
     _require_vllm()
     spec = EngineSpec(kind="vllm", model=str(_shipped("tiny-instruct")), max_model_len=1024)

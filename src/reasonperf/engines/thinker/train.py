@@ -155,7 +155,7 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, progress: bool = True
     model.train()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
                desc=f"train {cfg.kind}", mininterval=5.0)
-    t0 = time.monotonic()
+    t0 = time.monotonic() - (log[-1]["elapsed_s"] if log else 0.0)  # continues on resume
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -215,7 +215,7 @@ def write_loss_curve(log: list[dict[str, float]], out: Path) -> None:
 
 
 DEFAULT_CONFIGS = {
-    "tiny-thinker": TrainConfig(kind="thinker", steps=1200),
+    "tiny-thinker": TrainConfig(kind="thinker", steps=900),
     "tiny-instruct": TrainConfig(kind="instruct", steps=400),
 }
 
