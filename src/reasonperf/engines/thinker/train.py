@@ -215,7 +215,7 @@ def write_loss_curve(log: list[dict[str, float]], out: Path) -> None:
 
 
 DEFAULT_CONFIGS = {
-    "tiny-thinker": TrainConfig(kind="thinker", steps=900),
+    "tiny-thinker": TrainConfig(kind="thinker", steps=2100),
     "tiny-instruct": TrainConfig(kind="instruct", steps=400),
 }
 
