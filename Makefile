@@ -23,6 +23,7 @@ setup: $(STAMP)
 # Converts SmolLM2-135M once and builds the tiny test models (cached, idempotent).
 models: setup
 	$(PY) -m reasonperf engine prepare
+	cd src/reasonperf/engines/thinker/weights && for m in tiny-thinker tiny-instruct; do (cd $$m && sha256sum -c --quiet SHA256SUMS) || exit 1; done
 
 # Headless Chromium (Debian's package) for the report's browser test; needs root (CI is).
 browser:

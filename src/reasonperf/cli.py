@@ -314,6 +314,27 @@ def engine_build_test_models() -> None:
         print(f"{name}: {path}")
 
 
+@engine_app.command("train-thinker")
+@_guard
+def engine_train_thinker(
+    model: list[str] = typer.Option(None, help="tiny-thinker and/or tiny-instruct (default: both)."),
+    out: Path = typer.Option(None, help="Where the trained models go (default: the package's weights/)."),
+    work_dir: Path = typer.Option(Path("runs/train-thinker"), help="Checkpoints (rerun to resume)."),
+    steps: int = typer.Option(None, help="Override the number of training steps."),
+) -> None:
+    """Retrain the shipped tiny-thinker / tiny-instruct from scratch on the CPU (resumable)."""
+    from reasonperf.engines.thinker import MODEL_NAMES
+    from reasonperf.engines.thinker.shipped import WEIGHTS_DIR
+    from reasonperf.engines.thinker.train import train_shipped
+
+    names = model or list(MODEL_NAMES)
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        raise UsageError(f"--model {unknown[0]!r} is unknown; use one of {', '.join(MODEL_NAMES)}")
+    for name, path in train_shipped(names, out or WEIGHTS_DIR, work_dir, steps).items():
+        print(f"{name}: {path}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -215,9 +215,18 @@ def build_test_models(cache_dir: Path) -> dict[str, Path]:
     }
 
 
+def shipped_models() -> dict[str, Path]:
+    """tiny-thinker and tiny-instruct: trained weights inside the package, checksum verified."""
+    from reasonperf.engines.thinker import MODEL_NAMES
+    from reasonperf.engines.thinker.shipped import shipped_model
+
+    return {name: shipped_model(name) for name in MODEL_NAMES}
+
+
 def prepare_all(cache_dir: Path) -> dict[str, Path]:
     """Every model reasonperf serves itself (the CLI's `prepare` command)."""
-    return {SMOLLM2_NAME: prepare_smollm2(cache_dir), **build_test_models(cache_dir)}
+    return {SMOLLM2_NAME: prepare_smollm2(cache_dir), **build_test_models(cache_dir),
+            **shipped_models()}
 
 
 def build_tokenizer() -> Any:
@@ -406,7 +415,8 @@ def _build_tiny_reasoner(out: Path, chat_template: str = CHAT_TEMPLATE) -> None:
 # --------------------------------------------------------------------------- builtin: names
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("smollm2", "tiny-random", "tiny-reasoner", "tiny-reasoner-open")
+BUILTIN_MODELS = ("smollm2", "tiny-random", "tiny-reasoner", "tiny-reasoner-open", "tiny-thinker",
+                  "tiny-instruct")
 
 
 def resolve_builtin(model: str | None) -> str | None:
@@ -421,4 +431,7 @@ def resolve_builtin(model: str | None) -> str | None:
                          + ", ".join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS))
     if name == "smollm2":
         return str(prepare_smollm2(cache_dir()))
+    shipped = ("tiny-thinker", "tiny-instruct")  # trained weights inside the package
+    if name in shipped:
+        return str(shipped_models()[name])
     return str(build_test_models(cache_dir())[name])
