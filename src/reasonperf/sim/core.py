@@ -13,7 +13,8 @@ The scheduler rules (vllm/v1/core/sched/scheduler.py), one step:
 
 Why it is fast (docs/simulator.md): a decoding request stores ``c = context - G`` once
 (``G`` = the global step counter), so the sum of contexts is ``S1 + B*G`` and the blocks
-in use are ``sum(q) + sum over residues r of cnt[r]*ceil((r+G)/bs)``. While only decodes
+allocated in a step follow from a count of decoders per residue of ``c`` modulo the
+block size. While only decodes
 run and nothing can be admitted, step k of the run takes ``alpha + beta*k``; the run ends
 at the next per-request mark (first token, first visible token, finish), the step at which
 the blocks run out, the step after an arrival into an empty queue, or a sampler tick.
@@ -117,7 +118,6 @@ class VllmV1Core:
         # decode aggregates
         self.B = 0
         self.S1 = 0
-        self.sumq = 0
         self.cnt = [0] * self.bs
         self.heap: list[tuple[int, int, int]] = []  # (step of next mark, rid, ver)
         self.total_pre = 0
@@ -126,26 +126,28 @@ class VllmV1Core:
         self.next_tick = 0.0 if sample_interval_s else math.inf
 
     # ---- decode aggregates ------------------------------------------------------------
-    def _blocks(self, m: int) -> int:
-        """Blocks held by the decoders when each has ``c + m`` tokens of KV."""
+    def _new_blocks(self, s: int, n: int) -> int:
+        """Blocks the decoders allocate over steps s .. s+n-1: a decoder needs one in step
+        j exactly when its context c + j - 1 is a multiple of the block size."""
         bs, cnt = self.bs, self.cnt
-        M, t = divmod(m, bs)
-        n = self.sumq + self.B * M + self.B
-        if t == 0:
-            n -= cnt[0]
-        elif t > 1:
-            n += sum(cnt[bs - t + 1:])
-        return n
+        full, rem = divmod(n, bs)
+        total = self.B * full
+        if rem:
+            a = (1 - s) % bs  # residue that allocates in step s; then a-1, a-2, ...
+            lo = a - rem + 1
+            if lo >= 0:
+                total += sum(cnt[lo:a + 1])
+            else:
+                total += sum(cnt[:a + 1]) + sum(cnt[bs + lo:])
+        return total
 
     def _add_decoder(self, rid: int, r: _Req) -> None:
         """r has computed = P + g - 1 after step self.s - 1; context in step s is c + s."""
         r.decoding = True
         r.c = r.P + r.g - self.s
-        q, rem = divmod(r.c, self.bs)
         self.B += 1
         self.S1 += r.c
-        self.sumq += q
-        self.cnt[rem] += 1
+        self.cnt[r.c % self.bs] += 1
         r.ver += 1
         self._push_mark(rid, r)
 
@@ -154,11 +156,9 @@ class VllmV1Core:
         heapq.heappush(self.heap, (r.marks[r.mi] - 1 + r.P - r.c, rid, r.ver))
 
     def _drop_decoder(self, r: _Req) -> None:
-        q, rem = divmod(r.c, self.bs)
         self.B -= 1
         self.S1 -= r.c
-        self.sumq -= q
-        self.cnt[rem] -= 1
+        self.cnt[r.c % self.bs] -= 1
         r.decoding = False
         r.ver += 1
 
@@ -189,7 +189,7 @@ class VllmV1Core:
             if spec:
                 self._explicit_step()
                 continue
-            extra = self._blocks(self.s) - self._blocks(self.s - 1) if self.B else 0
+            extra = self.cnt[(1 - self.s) % self.bs]
             if extra > self.free:
                 self._explicit_step()
             elif self.pf >= 0 or self._admissible(extra):
@@ -228,24 +228,22 @@ class VllmV1Core:
             heapq.heappop(self.heap)
         n = self.heap[0][0] - s + 1
         alpha, beta = self.model.decode_run(B, self.S1 + B * s)
-        # blocks: the run may go while the decoders' blocks fit
-        base = self._blocks(s - 1)
-        limit = base + self.free
-        if base + B * (-(-n // self.bs) + 1) > limit:
-            if self._blocks(s + n - 1) > limit:
-                lo, hi = 1, n  # blocks(s+lo-1) fits, blocks(s+hi-1) does not
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    if self._blocks(s + mid - 1) <= limit:
-                        lo = mid
-                    else:
-                        hi = mid
-                n = lo
+        # blocks: the run may go on while the decoders' new blocks fit
+        free = self.free
+        if B * -(-n // self.bs) > free and self._new_blocks(s, n) > free:
+            lo, hi = 1, n  # lo steps fit, hi steps do not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if self._new_blocks(s, mid) <= free:
+                    lo = mid
+                else:
+                    hi = mid
+            n = lo
         if not self.waiting and ai < len(self.arr):
-            n = min(n, _steps_to_reach(alpha, beta, self.arr[ai] - self.T))
+            n = _steps_to_reach(alpha, beta, self.arr[ai] - self.T, n)
         if self.next_tick < math.inf:
-            n = min(n, _steps_to_reach(alpha, beta, self.next_tick - self.T))
-        self.free -= self._blocks(s + n - 1) - base
+            n = _steps_to_reach(alpha, beta, self.next_tick - self.T, n)
+        self.free -= self._new_blocks(s, n)
         self.T += n * alpha + beta * (n * (n - 1) / 2)
         self.s += n
         self.tokens += n * B
@@ -449,14 +447,17 @@ class VllmV1Core:
                          self.samples)
 
 
-def _steps_to_reach(alpha: float, beta: float, gap: float) -> int:
-    """Smallest n >= 1 with n*alpha + beta*n(n-1)/2 >= gap (the step boundary at or after
-    an event ``gap`` seconds ahead)."""
+def _steps_to_reach(alpha: float, beta: float, gap: float, cap: int) -> int:
+    """min(cap, smallest n >= 1 with n*alpha + beta*n(n-1)/2 >= gap): the step boundary
+    at or after an event ``gap`` seconds ahead, if the run gets that far."""
     if gap <= 0:
         return 1
 
     def total(m: int) -> float:
         return m * alpha + beta * (m * (m - 1) / 2)
+
+    if total(cap) < gap:
+        return cap
 
     if beta > 0:
         b = alpha - beta / 2
@@ -468,7 +469,7 @@ def _steps_to_reach(alpha: float, beta: float, gap: float) -> int:
         n -= 1
     while total(n) < gap:
         n += 1
-    return n
+    return min(n, cap)
 
 
 def simulate(requests: Sequence[SimRequest], cfg: EngineConfig, model: LinearStepTime,
