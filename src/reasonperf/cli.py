@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from reasonperf.cli_sim import register as register_sim_commands
 from reasonperf.cli_study import study as study_command
 from reasonperf.errors import UsageError
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 engine_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded engine and models.")
 app.add_typer(engine_app, name="engine")
 app.command("study")(study_command)
+register_sim_commands(app)  # calibrate, simulate, validate-sim
 
 F = TypeVar("F", bound=Callable[..., Any])
 
