@@ -42,7 +42,8 @@ class RefResult:
 
 
 def reference_simulate(requests: list[SimRequest], cfg: EngineConfig,
-                       model: LinearStepTime) -> RefResult:
+                       model: LinearStepTime, on_tokens=None) -> RefResult:  # type: ignore[no-untyped-def]
+    """``on_tokens(index, t, n)`` is called whenever request ``index`` gets n new tokens."""
     bs = cfg.block_size
     k_spec = cfg.num_speculative_tokens
     states = [RefState(r.prompt_tokens, r.output_tokens, r.reasoning_tokens) for r in requests]
@@ -137,6 +138,8 @@ def reference_simulate(requests: list[SimRequest], cfg: EngineConfig,
                     continue
                 st.generated += 1
                 st.prefilled = True
+            if on_tokens is not None:
+                on_tokens(rid, t, st.generated - before)
             if before < 1 <= st.generated:
                 st.first_token = t
             vis = st.reasoning + 1
