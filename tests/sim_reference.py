@@ -106,7 +106,7 @@ def reference_simulate(requests: list[SimRequest], cfg: EngineConfig,
                 rid = waiting[0]
                 st = states[rid]
                 n = min(st.prompt + st.generated, budget)
-                if blocks_for(n) > free:
+                if blocks_for(st.prompt + st.generated) > free:  # whole sequence must fit
                     break
                 waiting.popleft()
                 free -= blocks_for(n)

@@ -69,6 +69,10 @@ def _sweep(spec: str) -> tuple[str, list[float]]:
 def calibrate_cmd(
     runs: list[Path] = typer.Argument(..., help="Measured run directories."),
     out: Path = typer.Option(..., "-o", "--out", help="Where to write the calibration JSON."),
+    kv_blocks: int | None = typer.Option(None, "--kv-blocks", help="Override: the engine's KV blocks (default: from the run)."),
+    block_size: int | None = typer.Option(None, "--block-size"),
+    max_num_seqs: int | None = typer.Option(None, "--max-num-seqs"),
+    max_num_batched_tokens: int | None = typer.Option(None, "--max-num-batched-tokens"),
 ) -> None:
     """Fit the simulator's step-time model from measured runs."""
 
@@ -76,7 +80,9 @@ def calibrate_cmd(
         from reasonperf.analysis.loader import load_run
         from reasonperf.sim.calibrate import calibrate
 
-        cal = calibrate([load_run(r) for r in runs])
+        over = {"kv_blocks": kv_blocks, "block_size": block_size, "max_num_seqs": max_num_seqs,
+                "max_num_batched_tokens": max_num_batched_tokens}
+        cal = calibrate([load_run(r) for r in runs], over)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(cal, indent=2))
         st, fit = cal["step_time"], cal["fit"]
@@ -161,13 +167,19 @@ def validate_cmd(
     run: Path = typer.Argument(..., help="The measured run to replay."),
     calibration: Path = typer.Option(..., "--calibration"),
     out: Path = typer.Option(..., "--out", help="Folder for validation.json and the simulated run."),
+    kv_blocks: int | None = typer.Option(None, "--kv-blocks", help="Override: the engine's KV blocks (default: from the run)."),
+    block_size: int | None = typer.Option(None, "--block-size"),
+    max_num_seqs: int | None = typer.Option(None, "--max-num-seqs"),
+    max_num_batched_tokens: int | None = typer.Option(None, "--max-num-batched-tokens"),
 ) -> None:
     """Replay a measured run in the simulator and report its errors."""
 
     def go() -> None:
         from reasonperf.sim import whatif
 
-        result = whatif.validate_run(run, _load_cal(calibration), out)
+        over = {"kv_blocks": kv_blocks, "block_size": block_size, "max_num_seqs": max_num_seqs,
+                "max_num_batched_tokens": max_num_batched_tokens}
+        result = whatif.validate_run(run, _load_cal(calibration), out, over)
         _print_validation(Console(), result)
 
     _guarded(go)

@@ -5,8 +5,8 @@ that carry k tokens is k engine steps, so ``gap / k`` samples the step time. Eac
 is joined with the batch it ran in, reconstructed from the run's own request records at
 the gap's midpoint: B = requests between their first token and their end, sum of
 contexts = sum of (prompt + tokens generated so far), the latter interpolated linearly
-over each request's decode. Gaps that overlap any request's prefill window (sent to first
-token) are left out. Fit ``itl = c_step + c_seq*B + c_kv*sum_ctx`` by robust non-negative
+over each request's decode. Chunks read at the same instant are merged; gaps in which
+any request got its first token (a prefill step ran there) are left out. Fit ``itl = c_step + c_seq*B + c_kv*sum_ctx`` by robust non-negative
 least squares (scipy ``least_squares``, soft-L1 loss, bounds >= 0).
 
 Stage 2, prefill. Prefill chunks are not visible in the chunk gaps, so ``c_prefill`` is
@@ -40,7 +40,6 @@ def decode_samples(requests: pa.Table, chunks: pa.Table) -> np.ndarray:
     rows = [r for r in rows if r.get("first_token_s") is not None]
     if not rows:
         return np.zeros((0, 4))
-    sent = np.array([r["sent_s"] for r in rows])
     first = np.array([r["first_token_s"] for r in rows])
     done = np.array([r["done_s"] for r in rows])
     prompt = np.array([r["prompt_tokens"] for r in rows], dtype=float)
@@ -55,19 +54,25 @@ def decode_samples(requests: pa.Table, chunks: pa.Table) -> np.ndarray:
     gaps = []
     for evs in per.values():
         evs.sort()
-        for (ta, _), (tb, n_tok) in zip(evs, evs[1:], strict=False):
-            if tb > ta:
-                gaps.append((ta, tb, n_tok))  # n tokens of the later chunk: k steps
+        merged: list[list[float]] = []  # chunks read at the same instant are one delivery
+        for t, n in evs:
+            if merged and t <= merged[-1][0]:
+                merged[-1][1] += n
+            else:
+                merged.append([t, n])
+        for (ta, _), (tb, n_tok) in zip(merged, merged[1:], strict=False):
+            gaps.append((ta, tb, n_tok))  # the later delivery's n tokens: n steps
     if not gaps:
         return np.zeros((0, 4))
     g = np.array(gaps)
+    # leave out gaps in which some request got its first token: a prefill step ran there
+    firsts = np.sort(first)
+    slack = 1e-3  # the client reads one step's tokens for all requests within ~1 ms
+    prefills = (np.searchsorted(firsts, g[:, 1] + slack, "right")
+                - np.searchsorted(firsts, g[:, 0] + slack, "right"))
+    g = g[prefills <= 0]
     if len(g) > MAX_SAMPLES:
         g = g[np.linspace(0, len(g) - 1, MAX_SAMPLES).astype(int)]
-    # leave out gaps that overlap a prefill window [sent, first)
-    starts, ends = np.sort(sent), np.sort(first)
-    overlapping = (np.searchsorted(starts, g[:, 1], "left")
-                   - np.searchsorted(ends, g[:, 0], "right"))
-    g = g[overlapping <= 0]
     t0, t1, k = g[:, 0], g[:, 1], g[:, 2]
     tm = (t0 + t1) / 2
     active = (first[None, :] <= tm[:, None]) & (tm[:, None] < done[None, :])
@@ -144,11 +149,12 @@ def fit_prefill(runs: list[RunData], settings: list[EngineSettings],
     return replace(model, c_prefill=c), errs[best]
 
 
-def calibrate(runs: list[RunData]) -> dict[str, Any]:
+def calibrate(runs: list[RunData],
+              overrides: dict[str, int | None] | None = None) -> dict[str, Any]:
     """The calibration document (CAL.json) from one or more measured runs."""
     if not runs:
         raise UsageError("calibrate needs at least one RUN directory")
-    settings = [engine_settings(r.info, r.run_dir) for r in runs]
+    settings = [engine_settings(r.info, r.run_dir, overrides) for r in runs]
     samples = np.vstack([decode_samples(r.requests, r.chunks) for r in runs])
     model, fit = fit_decode(samples)
     model, ttft_err = fit_prefill(runs, settings, model)

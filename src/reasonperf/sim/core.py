@@ -8,7 +8,8 @@ The scheduler rules (vllm/v1/core/sched/scheduler.py), one step:
    (recompute: its blocks are freed, ``computed = 0``, front of the waiting queue) until
    the allocation fits or the request itself was the victim.
 2. If nothing was preempted in this step, waiting requests are admitted in order while
-   the token budget, ``max_num_seqs`` and the free blocks allow (chunked prefill).
+   the token budget and ``max_num_seqs`` allow and the blocks of the request's whole
+   sequence are free (``scheduler_reserve_full_isl``); the first chunk is scheduled.
 3. A request whose scheduled tokens reach prompt + generated samples one token.
 
 Why it is fast (docs/simulator.md): a decoding request stores ``c = context - G`` once
@@ -218,8 +219,8 @@ class VllmV1Core:
         if budget <= 0:
             return False
         r = self.reqs[self.waiting[0]]
-        need = min(r.P + r.g, budget)
-        return -(-need // self.bs) <= self.free - extra
+        # vLLM >= 0.3x (scheduler_reserve_full_isl): the whole sequence must fit to admit
+        return -(-(r.P + r.g) // self.bs) <= self.free - extra
 
     def _decode_run(self, ai: int) -> None:
         """Decode-only steps until the next event, in closed form."""
@@ -305,9 +306,9 @@ class VllmV1Core:
             rid = self.waiting[0]
             r = self.reqs[rid]
             k = min(r.P + r.g, budget)
-            blocks = -(-k // self.bs)
-            if blocks > self.free:
+            if -(-(r.P + r.g) // self.bs) > self.free:  # the full sequence must fit
                 break
+            blocks = -(-k // self.bs)
             self.waiting.popleft()
             self.free -= blocks
             r.blocks = blocks

