@@ -87,10 +87,11 @@ def calibrate_cmd(
         out.write_text(json.dumps(cal, indent=2))
         st, fit = cal["step_time"], cal["fit"]
         Console().print(
-            f"calibrated from {len(runs)} run(s), {fit['decode_samples']} decode samples: "
+            f"calibrated from {len(runs)} run(s), {fit['gap_samples']} chunk gaps: "
             f"c_step {st['c_step'] * 1e3:.3f} ms, c_seq {st['c_seq'] * 1e6:.2f} us, "
             f"c_kv {st['c_kv'] * 1e9:.3f} ns/token, c_prefill {st['c_prefill'] * 1e6:.3f} us/token"
-            f"; ITL fit MAPE {fit['itl_fit_mape']:.1%}; KV {cal['engine']['kv_tokens']} tokens "
+            f"; replay error (median E2E + TTFT APE) {fit['replay_error']:.1%}; "
+            f"KV {cal['engine']['kv_tokens']} tokens "
             f"({cal['engine']['kv_source']}) -> {out}")
 
     _guarded(go)
@@ -112,6 +113,7 @@ def simulate_cmd(
     spec_k: int = typer.Option(0, "--spec-k", help="Speculative decoding: drafts per step."),
     acceptance: float = typer.Option(0.0, "--acceptance", help="Mean per-draft acceptance rate."),
     seed: int = typer.Option(0, "--seed"),
+    policy: str = typer.Option("vllm-v1", "--policy", help="Scheduler policy (vllm-v1)."),
     sample_interval: float = typer.Option(0.5, "--sample-interval", help="Timeline tick (s)."),
     slo: list[str] | None = typer.Option(None, "--slo", help="NAME=SECONDS (ttft, ttfvt, e2e)."),
     sweep: str | None = typer.Option(None, "--sweep", help="rate=START:STOP:STEP: find the goodput knee."),
@@ -129,7 +131,7 @@ def simulate_cmd(
             max_num_batched_tokens=max_num_batched_tokens, kv_blocks=kv_blocks,
             block_size=block_size, kv_dtype=kv_dtype, kv_read_factor=kv_read_factor,
             spec_k=spec_k, acceptance=acceptance, seed=seed, sample_interval=sample_interval,
-            slo=_slos(slo))
+            slo=_slos(slo), policy=policy)
         console = Console()
         if sweep:
             _, rates = _sweep(sweep)

@@ -1,17 +1,20 @@
 """Fit the step-time model from stored runs (``reasonperf calibrate RUN... -o CAL.json``).
 
-Stage 1, decode terms. In a decode-only period the gap between two chunks of one request
-that carry k tokens is k engine steps, so ``gap / k`` samples the step time. Each sample
-is joined with the batch it ran in, reconstructed from the run's own request records at
-the gap's midpoint: B = requests between their first token and their end, sum of
-contexts = sum of (prompt + tokens generated so far), the latter interpolated linearly
-over each request's decode. Chunks read at the same instant are merged; gaps in which
-any request got its first token (a prefill step ran there) are left out. Fit ``itl = c_step + c_seq*B + c_kv*sum_ctx`` by robust non-negative
-least squares (scipy ``least_squares``, soft-L1 loss, bounds >= 0).
+Stage 1, robust NNLS on chunk gaps. The gap between two deliveries of one request's
+tokens, the later carrying k tokens, spans k engine steps. Chunks read at the same
+instant are merged (an API server under load delivers tokens in bursts, so k can be
+large). Each gap is joined with the batch it ran in, rebuilt from the run's own request
+records and averaged over the gap: B = requests between their first token and their end,
+sum of contexts = sum of (prompt + tokens so far, interpolated over each decode), and the
+prompt tokens of the requests whose first token fell in the gap (their prefill ran
+there). Fit ``gap/k = c_step + c_seq*B + c_kv*sum_ctx + c_prefill*prefill_tokens/k`` by
+robust non-negative least squares (scipy ``least_squares``: soft-L1 loss, bounds >= 0,
+weights sqrt(k)).
 
-Stage 2, prefill. Prefill chunks are not visible in the chunk gaps, so ``c_prefill`` is
-chosen by replaying the calibration runs through the simulator and minimizing the median
-relative TTFT error over a log grid (the simulator is fast enough to do this).
+Stage 2, replay. The calibration runs are replayed through the simulator over a small
+grid of a global scale and a prefill multiplier, keeping the pair with the lowest median
+relative E2E plus TTFT error (BLIS's loss, on the training arm only). This absorbs what
+the gaps cannot see (client-side delivery delay, re-prefills after preemptions).
 """
 
 from __future__ import annotations
@@ -34,12 +37,11 @@ from reasonperf.sim.workload import replay, usable_rows
 MAX_SAMPLES = 20_000
 
 
-def decode_samples(requests: pa.Table, chunks: pa.Table) -> np.ndarray:
-    """Rows (itl_s, B, sum_ctx, weight=k) of decode-only chunk gaps."""
-    rows = usable_rows(requests)
-    rows = [r for r in rows if r.get("first_token_s") is not None]
+def gap_samples(requests: pa.Table, chunks: pa.Table) -> np.ndarray:
+    """Rows (gap_s, k, mean B, mean sum of contexts, prefill tokens) of chunk gaps."""
+    rows = [r for r in usable_rows(requests) if r.get("first_token_s") is not None]
     if not rows:
-        return np.zeros((0, 4))
+        return np.zeros((0, 5))
     first = np.array([r["first_token_s"] for r in rows])
     done = np.array([r["done_s"] for r in rows])
     prompt = np.array([r["prompt_tokens"] for r in rows], dtype=float)
@@ -63,60 +65,72 @@ def decode_samples(requests: pa.Table, chunks: pa.Table) -> np.ndarray:
         for (ta, _), (tb, n_tok) in zip(merged, merged[1:], strict=False):
             gaps.append((ta, tb, n_tok))  # the later delivery's n tokens: n steps
     if not gaps:
-        return np.zeros((0, 4))
+        return np.zeros((0, 5))
     g = np.array(gaps)
-    # leave out gaps in which some request got its first token: a prefill step ran there
-    firsts = np.sort(first)
-    slack = 1e-3  # the client reads one step's tokens for all requests within ~1 ms
-    prefills = (np.searchsorted(firsts, g[:, 1] + slack, "right")
-                - np.searchsorted(firsts, g[:, 0] + slack, "right"))
-    g = g[prefills <= 0]
     if len(g) > MAX_SAMPLES:
         g = g[np.linspace(0, len(g) - 1, MAX_SAMPLES).astype(int)]
     t0, t1, k = g[:, 0], g[:, 1], g[:, 2]
-    tm = (t0 + t1) / 2
-    active = (first[None, :] <= tm[:, None]) & (tm[:, None] < done[None, :])
-    frac = np.clip((tm[:, None] - first[None, :]) / np.maximum(done - first, 1e-12)[None, :], 0, 1)
-    ctx = prompt[None, :] + 1 + (comp[None, :] - 1) * frac
-    B = active.sum(axis=1)
-    S = (active * ctx).sum(axis=1)
-    return np.column_stack([(t1 - t0) / k, B, S, k])
+    B = np.zeros(len(g))
+    S = np.zeros(len(g))
+    points = (0.1, 0.3, 0.5, 0.7, 0.9)
+    for f in points:  # average the batch over the gap
+        tm = t0 + f * (t1 - t0)
+        active = (first[None, :] <= tm[:, None]) & (tm[:, None] < done[None, :])
+        frac = np.clip((tm[:, None] - first[None, :])
+                       / np.maximum(done - first, 1e-12)[None, :], 0, 1)
+        ctx = prompt[None, :] + 1 + (comp[None, :] - 1) * frac
+        B += active.sum(axis=1) / len(points)
+        S += (active * ctx).sum(axis=1) / len(points)
+    # prompt tokens of the requests whose first token (end of prefill) fell in the gap
+    order = np.argsort(first)
+    cum = np.concatenate([[0.0], np.cumsum(prompt[order])])
+    slack = 1e-3  # one step's tokens reach the client within about a millisecond
+    lo = np.searchsorted(first[order], t0 + slack, "right")
+    hi = np.searchsorted(first[order], t1 + slack, "right")
+    return np.column_stack([t1 - t0, k, B, S, cum[hi] - cum[lo]])
 
 
-def fit_decode(samples: np.ndarray) -> tuple[LinearStepTime, dict[str, Any]]:
+def fit_gaps(samples: np.ndarray) -> tuple[LinearStepTime, dict[str, Any]]:
+    """Stage 1: robust NNLS of the per-step time on the gap features."""
     from scipy.optimize import least_squares
 
-    if len(samples) < 3:
-        raise UsageError("too few decode-only chunk gaps to calibrate (need >= 3); use a run "
-                         "with longer outputs or more requests")
-    y, B, S, w = samples.T
-    X = np.column_stack([np.ones_like(B), B, S])
+    if len(samples) < 4:
+        raise UsageError("too few chunk gaps to calibrate (need >= 4); use a run with "
+                         "streamed replies of more than a few tokens")
+    gap, k, B, S, pf = samples.T
+    y = gap / k
+    X = np.column_stack([np.ones_like(B), B, S, pf / k])
     scale = np.where(X.max(axis=0) > 0, X.max(axis=0), 1.0)
     Xs = X / scale
-    sw = np.sqrt(w / w.mean())
+    sw = np.sqrt(k / k.mean())
     f_scale = float(np.median(y)) * 0.1 or 1e-6
-    x0 = np.full(3, float(np.median(y)) / 3)
+    x0 = np.full(X.shape[1], float(np.median(y)) / X.shape[1])
 
     def resid(x: np.ndarray) -> np.ndarray:
         return (Xs @ x - y) * sw
 
     res = least_squares(resid, x0, bounds=(0, np.inf), loss="soft_l1", f_scale=f_scale)
     coef = res.x / scale
-    model = LinearStepTime(c_step=float(coef[0]), c_seq=float(coef[1]), c_kv=float(coef[2]))
-    pred = X @ coef
-    rel = np.abs(pred - y) / y
-    return model, {"decode_samples": int(len(y)), "itl_median_s": float(np.median(y)),
-                   "itl_fit_mape": float(np.mean(rel)), "itl_fit_median_ape": float(np.median(rel))}
+    model = LinearStepTime(c_step=float(coef[0]), c_seq=float(coef[1]), c_kv=float(coef[2]),
+                           c_prefill=float(coef[3]))
+    rel = np.abs(X @ coef - y) / y
+    return model, {"gap_samples": int(len(y)), "tokens_per_gap_median": float(np.median(k)),
+                   "itl_median_s": float(np.median(y)), "itl_fit_mape": float(np.mean(rel)),
+                   "itl_fit_median_ape": float(np.median(rel))}
 
 
-def _ttft_error(run: RunData, settings: EngineSettings, model: LinearStepTime) -> float:
+def replay_error(run: RunData, settings: EngineSettings, model: LinearStepTime) -> float:
+    """Median relative E2E error plus median relative TTFT error of a replay."""
     wl = replay(run.requests)
-    cfg = config_from(settings)
-    res = simulate(wl.requests, cfg, model)
-    meas = np.array([r["first_token_s"] - r["sent_s"] for r in wl.rows], dtype=float)
-    sim = res.first_token_s - np.array([r.arrival_s for r in wl.requests])
-    ok = meas > 0
-    return float(np.median(np.abs(sim[ok] - meas[ok]) / meas[ok])) if ok.any() else 0.0
+    res = simulate(wl.requests, config_from(settings), model)
+    arrival = np.array([r.arrival_s for r in wl.requests])
+    total = 0.0
+    for key, sim in (("done_s", res.done_s), ("first_token_s", res.first_token_s)):
+        meas = np.array([r[key] - r["sent_s"] for r in wl.rows], dtype=float)
+        ok = meas > 0
+        if ok.any():
+            total += float(np.median(np.abs(sim[ok] - arrival[ok] - meas[ok]) / meas[ok]))
+    return total
 
 
 def config_from(settings: EngineSettings, **over: Any) -> EngineConfig:
@@ -127,26 +141,25 @@ def config_from(settings: EngineSettings, **over: Any) -> EngineConfig:
     return EngineConfig(**base)
 
 
-def fit_prefill(runs: list[RunData], settings: list[EngineSettings],
-                model: LinearStepTime) -> tuple[LinearStepTime, float]:
-    """c_prefill minimizing the median relative TTFT error of the replayed runs."""
+SCALES = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6)
+PREFILL_FACTORS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
-    def err(c: float) -> float:
-        m = replace(model, c_prefill=c)
-        return float(np.mean([_ttft_error(r, s, m) for r, s in zip(runs, settings, strict=True)]))
 
-    base = max(model.c_step, 1e-6)
-    grid = [0.0] + [base * f for f in np.logspace(-5, 0, 16)]
-    errs = [err(c) for c in grid]
-    best = int(np.argmin(errs))
-    lo = grid[max(best - 1, 0)]
-    hi = grid[min(best + 1, len(grid) - 1)]
-    for c in np.linspace(lo, hi, 9):
-        e = err(float(c))
-        if e < errs[best]:
-            errs[best], grid[best] = e, float(c)
-    c = grid[best]
-    return replace(model, c_prefill=c), errs[best]
+def refine(runs: list[RunData], settings: list[EngineSettings],
+           model: LinearStepTime) -> tuple[LinearStepTime, float]:
+    """Stage 2: the (global scale, prefill factor) pair with the lowest replay error."""
+    base_pf = model.c_prefill or model.c_step / 1000
+    best: tuple[float, LinearStepTime] | None = None
+    for pf in PREFILL_FACTORS:
+        for sc in SCALES:
+            m = replace(model, c_step=model.c_step * sc, c_seq=model.c_seq * sc,
+                        c_kv=model.c_kv * sc, c_prefill=base_pf * pf * sc)
+            err = float(np.mean([replay_error(r, s, m)
+                                 for r, s in zip(runs, settings, strict=True)]))
+            if best is None or err < best[0] - 1e-12:
+                best = (err, m)
+    assert best is not None
+    return best[1], best[0]
 
 
 def calibrate(runs: list[RunData],
@@ -155,10 +168,13 @@ def calibrate(runs: list[RunData],
     if not runs:
         raise UsageError("calibrate needs at least one RUN directory")
     settings = [engine_settings(r.info, r.run_dir, overrides) for r in runs]
-    samples = np.vstack([decode_samples(r.requests, r.chunks) for r in runs])
-    model, fit = fit_decode(samples)
-    model, ttft_err = fit_prefill(runs, settings, model)
-    fit["ttft_median_ape_after_prefill_fit"] = ttft_err
+    samples = np.vstack([gap_samples(r.requests, r.chunks) for r in runs])
+    model, fit = fit_gaps(samples)
+    fit["stage1"] = model.to_dict()
+    fit["replay_error_stage1"] = float(np.mean([replay_error(r, s, model)
+                                                for r, s in zip(runs, settings, strict=True)]))
+    model, err = refine(runs, settings, model)
+    fit["replay_error"] = err
     return {
         "kind": "reasonperf-calibration",
         "version": 1,

@@ -12,9 +12,9 @@ import numpy as np
 
 from reasonperf.analysis.loader import load_run
 from reasonperf.errors import UsageError
-from reasonperf.sim.core import simulate
 from reasonperf.sim.model import EngineConfig, SimResult
 from reasonperf.sim.output import write_sim_run
+from reasonperf.sim.policies import POLICIES
 from reasonperf.sim.steptime import LinearStepTime, step_model_from_dict
 from reasonperf.sim.validate import compare
 from reasonperf.sim.workload import Workload, replay, sample
@@ -41,6 +41,7 @@ class Setup:
     seed: int = 0
     sample_interval: float | None = 0.5
     slo: dict[str, float] = field(default_factory=dict)
+    policy: str = "vllm-v1"
 
 
 def engine_config(setup: Setup) -> EngineConfig:
@@ -98,9 +99,9 @@ def build_workload(setup: Setup, rate: float | None = None) -> Workload:
 
 
 def _simulate(setup: Setup, wl: Workload) -> SimResult:
+    sim = POLICIES.get(setup.policy)
     try:
-        return simulate(wl.requests, engine_config(setup), step_model(setup),
-                        sample_interval_s=setup.sample_interval)
+        return sim(wl.requests, engine_config(setup), step_model(setup), setup.sample_interval)
     except ValueError as err:
         raise UsageError(str(err)) from None
 
@@ -117,6 +118,7 @@ def _info(setup: Setup, cfg: EngineConfig, res: SimResult, wall: float, name: st
         "engine": {"kind": "simulated-vllm",
                    "served_model": (source.get("engine") or {}).get("served_model")},
         "simulation": {
+            "policy": setup.policy,
             "engine": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
             "step_time": step_model(setup).to_dict(),
             "calibration_runs": setup.cal.get("runs"),
