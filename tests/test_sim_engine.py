@@ -1,12 +1,15 @@
-"""The simulator against the real vLLM CPU engine (reduced size).
+"""The simulator against the real vLLM CPU engine (reduced size; prefix caching off, since
+the simulator does not model prefix hits).
 
-(a) Forced lengths (tiny-random never emits EOS, so every reply is exactly max_tokens) in
-batch mode on a cache small enough to preempt: the simulated preemption and step counts
-equal the engine's (``vllm:num_preemptions``, the count of ``vllm:iteration_tokens_total``)
-within 2 %.
-(b) Calibrate on one arm (concurrency 4, no preemption), validate on the held-out
-preempting batch arm; the errors are printed (the issue's targets are asserted loosely here
-because a 2-core machine shared by other jobs makes the CPU engine's step time noisy).
+(a) Forced lengths: tiny-random never emits EOS, so every reply is exactly max_tokens;
+16 identical-length prompts in one batch (so the order in which the API server hands them
+to the engine does not matter), max_num_seqs 4, a 12-block cache that preempts. The
+simulated preemption count and step count (``vllm:iteration_tokens_total`` count) equal
+the engine's within 2 %.
+(b) SmolLM2-135M (replies of varied length) on a 16-block cache: calibrate on the batch
+arm (16 at once: batch sizes 16 down to 1, preemptions), validate on two held-out arms
+(concurrency 4; Poisson 1.5 req/s). The errors are printed (SIM-VS-ENGINE lines); the
+bound asserted on E2E is loose because eight jobs share this 2-core machine.
 """
 
 from __future__ import annotations
@@ -22,28 +25,21 @@ import pytest
 
 from reasonperf.config import load_run_spec
 from reasonperf.engines import EngineSpec, LaunchedEngine, make_engine
+from reasonperf.engines.models import SMOLLM2_NAME, cache_dir, is_complete
 from reasonperf.run import execute_run
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.engine
 
-BLOCKS, BLOCK = 16, 128  # 2,048 tokens of KV for 16 requests of ~150 + 300 tokens
-OUT = 300
-SETTINGS = ["--kv-blocks", str(BLOCKS), "--block-size", str(BLOCK),
-            "--max-num-seqs", "128", "--max-num-batched-tokens", "2048"]  # CPU API defaults
+BLOCK = 128  # the vLLM CPU build's block size
 
 
-@pytest.fixture(scope="module")
-def small_kv_engine(engine_test_models: dict[str, Path],
-                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedEngine]:
+def _serve(spec: EngineSpec, log_dir: Path) -> Iterator[LaunchedEngine]:
     if importlib.util.find_spec("vllm") is None:
         pytest.skip("vLLM is not installed")
-    spec = EngineSpec(kind="vllm", model=str(engine_test_models["tiny-random"]),
-                      max_model_len=1024, num_gpu_blocks_override=BLOCKS,
-                      enable_prefix_caching=False)
     engine = make_engine(spec)
     assert isinstance(engine, LaunchedEngine)
-    engine.start(tmp_path_factory.mktemp("sim-engine"))
+    engine.start(log_dir)
     try:
         yield engine
     finally:
@@ -66,43 +62,91 @@ def _counters(url: str) -> dict[str, float]:
     return out
 
 
-def _run(tmp_path: Path, engine: LaunchedEngine, name: str, arrival: dict) -> Path:
+def _run(out: Path, engine: LaunchedEngine, name: str, arrival: dict, workload: dict,
+         max_tokens: int) -> Path:
     spec = load_run_spec({
-        "name": name, "out": str(tmp_path),
+        "name": name, "out": str(out),
         "engine": {"kind": "external", "url": engine.base_url,
                    "metrics_url": engine.metrics_url, "model": engine.served_model},
-        "workload": {"name": "procedural", "limit": 16, "options": {"levels": [1, 3]}},
-        "arrival": arrival, "sampling": {"max_tokens": OUT}, "sample_interval_s": 0.2,
-        "grade": False,
+        "workload": workload, "arrival": arrival, "sampling": {"max_tokens": max_tokens},
+        "sample_interval_s": 0.25, "grade": False,
     })
     return execute_run(spec).run_dir
 
 
-def test_simulator_matches_the_real_engine(tmp_path: Path,
-                                           small_kv_engine: LaunchedEngine) -> None:
-    train = _run(tmp_path, small_kv_engine, "train", {"name": "concurrency", "concurrency": 4})
-    before = _counters(small_kv_engine.metrics_url)
-    held_out = _run(tmp_path, small_kv_engine, "held-out", {"name": "batch", "batch_size": 16})
-    after = _counters(small_kv_engine.metrics_url)
+def _settings(blocks: int, seqs: int) -> list[str]:
+    # the run talks to an external engine, so its settings are passed (CPU API defaults)
+    return ["--kv-blocks", str(blocks), "--block-size", str(BLOCK), "--max-num-seqs", str(seqs),
+            "--max-num-batched-tokens", "2048"]
+
+
+def _validate(run: Path, cal: Path, out: Path, settings: list[str]) -> dict:
+    proc = run_cli("validate-sim", str(run), "--calibration", str(cal), "--out", str(out),
+                   *settings)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "validation.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def forced_engine(engine_test_models: dict[str, Path],
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedEngine]:
+    spec = EngineSpec(kind="vllm", model=str(engine_test_models["tiny-random"]),
+                      max_model_len=1024, num_gpu_blocks_override=12, max_num_seqs=4,
+                      enable_prefix_caching=False)
+    yield from _serve(spec, tmp_path_factory.mktemp("sim-forced"))
+
+
+def test_forced_lengths_preemptions_and_steps_match_the_engine(
+        tmp_path: Path, forced_engine: LaunchedEngine) -> None:
+    data = tmp_path / "same.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Add 17 and 25, problem {i:02d}.",
+                                        "answer": "42"}) + "\n" for i in range(16)))
+    workload = {"name": str(data), "field_map": {"prompt": "prompt", "answer": "answer"}}
+    before = _counters(forced_engine.metrics_url)
+    run = _run(tmp_path, forced_engine, "forced", {"name": "batch", "batch_size": 16},
+               workload, 300)
+    after = _counters(forced_engine.metrics_url)
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"step_time": {"kind": "linear", "c_step": 0.003}}))
+    v = _validate(run, cal, tmp_path / "val", _settings(12, 4))
     engine_steps = after["steps"] - before["steps"]
     engine_pre = after["preemptions"] - before["preemptions"]
-
-    cal = tmp_path / "cal.json"
-    proc = run_cli("calibrate", str(train), "-o", str(cal), *SETTINGS)
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli("validate-sim", str(held_out), "--calibration", str(cal),
-                   "--out", str(tmp_path / "val"), *SETTINGS)
-    assert proc.returncode == 0, proc.stderr
-    v = json.loads((tmp_path / "val" / "validation.json").read_text())
-    report = {"engine_steps": engine_steps, "sim_steps": v["steps_simulated"],
-              "engine_preemptions": engine_pre, "sim_preemptions": v["preemptions_simulated"],
-              **{k: v[k] for k in ("e2e_mean_err", "e2e_median_ape", "ttft_mean_err",
-                                   "e2e_mape", "kv_usage_rmse", "preemptions_err",
-                                   "makespan_err")}}
-    print("SIM-VS-ENGINE", json.dumps(report))
+    print("SIM-VS-ENGINE forced", json.dumps({
+        "engine_steps": engine_steps, "sim_steps": v["steps_simulated"],
+        "engine_preemptions": engine_pre, "sim_preemptions": v["preemptions_simulated"]}))
     assert engine_pre > 0, "the cache is not small enough to preempt"
-    # (a) forced lengths in batch mode: the schedule itself
     assert v["preemptions_simulated"] == pytest.approx(engine_pre, rel=0.02)
     assert v["steps_simulated"] == pytest.approx(engine_steps, rel=0.02)
-    # (b) held-out arm: timing (loose; the measured numbers go in the report)
-    assert abs(v["e2e_mean_err"]) <= 0.5
+
+
+@pytest.fixture(scope="module")
+def smollm2_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedEngine]:
+    model = cache_dir() / SMOLLM2_NAME
+    if not is_complete(model):
+        pytest.skip("SmolLM2 is not prepared (reasonperf engine prepare)")
+    spec = EngineSpec(kind="vllm", model=str(model), max_model_len=1024,
+                      num_gpu_blocks_override=16, enable_prefix_caching=False)
+    yield from _serve(spec, tmp_path_factory.mktemp("sim-smollm2"))
+
+
+def test_calibrated_on_one_arm_validated_on_held_out_arms(
+        tmp_path: Path, smollm2_engine: LaunchedEngine) -> None:
+    workload = {"name": "procedural", "limit": 16, "options": {"levels": [1, 3]}}
+    arms = {
+        "batch": {"name": "batch", "batch_size": 16},
+        "concurrency4": {"name": "concurrency", "concurrency": 4},
+        "poisson": {"name": "poisson", "rate": 1.5},
+    }
+    runs = {name: _run(tmp_path, smollm2_engine, name, arrival, workload, 128)
+            for name, arrival in arms.items()}
+    cal = tmp_path / "cal.json"
+    settings = _settings(16, 128)
+    proc = run_cli("calibrate", str(runs["batch"]), "-o", str(cal), *settings)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("concurrency4", "poisson"):
+        v = _validate(runs[name], cal, tmp_path / f"val-{name}", settings)
+        keys = ("e2e_mean_err", "e2e_median_ape", "ttft_mean_err", "ttft_median_ape",
+                "e2e_mape", "kv_usage_rmse", "preemptions_measured", "preemptions_simulated",
+                "makespan_err")
+        print("SIM-VS-ENGINE held-out", name, json.dumps({k: v[k] for k in keys}))
+        assert abs(v["e2e_mean_err"]) <= 0.3, v

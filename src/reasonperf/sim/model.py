@@ -19,6 +19,7 @@ class SimRequest:
     prompt_tokens: int
     output_tokens: int
     reasoning_tokens: int = 0
+    max_tokens: int | None = None  # what was asked; SGLang's admission reserves for it
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ KV capacity is measured, not estimated: the engine log's "KV cache size: N token
 (vLLM prints it at start-up, "GPU" or "CPU"), else the run spec's
 ``num_gpu_blocks_override`` x block size. (The engine's ``vllm:cache_config_info`` gauge
 carries the same numbers as labels, but the telemetry sampler does not store labels.)
-Block size: ``--block-size`` in the engine command, else 128 for the vLLM CPU build and
+The scheduler can use one block fewer than the engine reports: vLLM's block pool keeps
+block 0 as a null block. Block size: ``--block-size`` in the engine command, else 128 for the vLLM CPU build and
 16 on GPUs. ``max_num_seqs`` / ``max_num_batched_tokens``: the spec or the command, else
 vLLM's API-server defaults for the platform (vllm/engine/arg_utils.py).
 """
@@ -32,7 +33,9 @@ class EngineSettings:
 
     @property
     def kv_blocks(self) -> int:
-        return self.kv_tokens // self.block_size
+        """Blocks the scheduler can hand out: vLLM keeps one as its null block (block 0),
+        and its kv_cache_usage gauge divides by the same number."""
+        return max(1, self.kv_tokens // self.block_size - 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kv_tokens": self.kv_tokens, "kv_blocks": self.kv_blocks,
@@ -91,7 +94,7 @@ def engine_settings(info: dict[str, Any], run_dir: str | Path,
             kv_tokens, source = int(found[-1].replace(",", "")), "engine log"
     if override is not None and (kv_tokens is None or source != "engine log"):
         kv_tokens, source = override * block, "num_gpu_blocks_override"
-    if over.get("kv_blocks"):
+    if over.get("kv_blocks"):  # the engine's num_gpu_blocks, as vLLM's flag counts them
         kv_tokens, source = int(over["kv_blocks"]) * block, "--kv-blocks"
     if kv_tokens is None:
         raise UsageError(

@@ -12,6 +12,7 @@ import numpy as np
 
 from reasonperf.analysis.loader import load_run
 from reasonperf.errors import UsageError
+from reasonperf.sim import sglang as _sglang  # noqa: F401  (registers --policy sglang)
 from reasonperf.sim.model import EngineConfig, SimResult
 from reasonperf.sim.output import write_sim_run
 from reasonperf.sim.policies import POLICIES
@@ -46,13 +47,14 @@ class Setup:
 
 def engine_config(setup: Setup) -> EngineConfig:
     eng = setup.cal.get("engine") or {}
-    blocks = setup.kv_blocks or eng.get("kv_blocks")
-    if not blocks:
-        raise UsageError("the calibration has no KV size; pass --kv-blocks N")
+    # --kv-blocks counts like vLLM's num_gpu_blocks; one of them is the null block
+    blocks = setup.kv_blocks - 1 if setup.kv_blocks else eng.get("kv_blocks")
+    if not blocks or blocks < 1:
+        raise UsageError("the KV cache size is unknown or too small; pass --kv-blocks N (>= 2)")
     if setup.kv_dtype not in ("auto", "fp8", "fp8_e4m3", "fp8_e5m2"):
         raise UsageError(f"--kv-dtype {setup.kv_dtype!r}: choose auto or fp8")
     if setup.kv_dtype.startswith("fp8") and setup.kv_blocks is None:
-        blocks = 2 * int(blocks)  # half the bytes per token: twice the tokens
+        blocks = 2 * (int(blocks) + 1) - 1  # half the bytes per token: twice the blocks
     try:
         cfg = EngineConfig(
             kv_blocks=int(blocks),

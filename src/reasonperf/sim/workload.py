@@ -56,7 +56,7 @@ def replay(requests: pa.Table) -> Workload:
     for r in rows:
         reasoning, _ = _split(r)
         sims.append(SimRequest(float(r["sent_s"]), int(r["prompt_tokens"]),
-                               int(r["completion_tokens"]), reasoning))
+                               int(r["completion_tokens"]), reasoning, r.get("max_tokens")))
     return Workload(sims, rows)
 
 
@@ -78,6 +78,6 @@ def sample(requests: pa.Table, offsets: list[float], seed: int = 0) -> Workload:
         r = pool[int(rng.integers(len(pool)))]
         reasoning, _ = _split(r)
         sims.append(SimRequest(float(t), int(r["prompt_tokens"]), int(r["completion_tokens"]),
-                               reasoning))
+                               reasoning, r.get("max_tokens")))
         out_rows.append(r)
     return Workload(sims, out_rows)
