@@ -151,9 +151,11 @@ def test_simulated_run_works_with_summary_and_compare(runs: dict[str, Path], cal
     assert summary["server"]["requests_running_max"] == 8
     assert 0 < summary["server"]["kv_cache_usage_max"] <= 1
     assert summary["requests"]
-    for args in (("summary", str(out)), ("compare", str(runs["train"]), str(out))):
+    for args in (("summary", str(out)), ("compare", str(runs["train"]), str(out)),
+                 ("report", str(out), "--format", "md", "-o", str(tmp_path / "r.md"))):
         proc = run_cli(*args)
         assert proc.returncode == 0, proc.stderr
+    assert "simulated-what-if" in (tmp_path / "r.md").read_text()  # the report names it
 
 
 def test_sweep_prints_the_knee(runs: dict[str, Path], cal_file: Path) -> None:

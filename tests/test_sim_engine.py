@@ -3,9 +3,10 @@ the simulator does not model prefix hits).
 
 (a) Forced lengths: tiny-random never emits EOS, so every reply is exactly max_tokens;
 16 identical-length prompts in one batch (so the order in which the API server hands them
-to the engine does not matter), max_num_seqs 4, a 12-block cache that preempts. The
-simulated preemption count and step count (``vllm:iteration_tokens_total`` count) equal
-the engine's within 2 %.
+to the engine does not matter), max_num_seqs 4, a 9-block cache that preempts. The
+simulated step count (``vllm:iteration_tokens_total`` count) equals the engine's within
+2 %, the preemption count within 2 % or one preemption (the engine's own run-to-run spread:
+two identical runs gave 18 and 19).
 (b) SmolLM2-135M (replies of varied length) on a 16-block cache: calibrate on the batch
 arm (16 at once: batch sizes 16 down to 1, preemptions), validate on two held-out arms
 (concurrency 4; Poisson 1.5 req/s). The errors are printed (SIM-VS-ENGINE lines); the
@@ -91,7 +92,7 @@ def _validate(run: Path, cal: Path, out: Path, settings: list[str]) -> dict:
 def forced_engine(engine_test_models: dict[str, Path],
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedEngine]:
     spec = EngineSpec(kind="vllm", model=str(engine_test_models["tiny-random"]),
-                      max_model_len=1024, num_gpu_blocks_override=12, max_num_seqs=4,
+                      max_model_len=1024, num_gpu_blocks_override=9, max_num_seqs=4,
                       enable_prefix_caching=False)
     yield from _serve(spec, tmp_path_factory.mktemp("sim-forced"))
 
@@ -104,18 +105,19 @@ def test_forced_lengths_preemptions_and_steps_match_the_engine(
     workload = {"name": str(data), "field_map": {"prompt": "prompt", "answer": "answer"}}
     before = _counters(forced_engine.metrics_url)
     run = _run(tmp_path, forced_engine, "forced", {"name": "batch", "batch_size": 16},
-               workload, 300)
+               workload, 360)
     after = _counters(forced_engine.metrics_url)
     cal = tmp_path / "cal.json"
     cal.write_text(json.dumps({"step_time": {"kind": "linear", "c_step": 0.003}}))
-    v = _validate(run, cal, tmp_path / "val", _settings(12, 4))
+    v = _validate(run, cal, tmp_path / "val", _settings(9, 4))
     engine_steps = after["steps"] - before["steps"]
     engine_pre = after["preemptions"] - before["preemptions"]
     print("SIM-VS-ENGINE forced", json.dumps({
         "engine_steps": engine_steps, "sim_steps": v["steps_simulated"],
         "engine_preemptions": engine_pre, "sim_preemptions": v["preemptions_simulated"]}))
     assert engine_pre > 0, "the cache is not small enough to preempt"
-    assert v["preemptions_simulated"] == pytest.approx(engine_pre, rel=0.02)
+    # two identical runs of this engine gave 18 and 19 preemptions: one is its own spread
+    assert abs(v["preemptions_simulated"] - engine_pre) <= max(1.0, 0.02 * engine_pre)
     assert v["steps_simulated"] == pytest.approx(engine_steps, rel=0.02)
 
 

@@ -139,7 +139,7 @@ def run_to_dir(setup: Setup, out: Path) -> tuple[RunStore, SimResult]:
     res = _simulate(setup, wl)
     wall = time.perf_counter() - t0
     source = load_run(setup.workload_dir).info
-    info = _info(setup, engine_config(setup), res, wall, f"sim-{out.name}", source)
+    info = _info(setup, engine_config(setup), res, wall, f"simulated-{out.name}", source)
     return write_sim_run(out, out.name, wl, res, info), res
 
 
