@@ -49,3 +49,26 @@ def test_sglang_retracts_when_the_pool_runs_out() -> None:
     res = sglang(reqs, EngineConfig(kv_blocks=200, block_size=16), MODEL)
     assert res.total_preemptions > 0
     assert not np.isnan(res.done_s).any()
+
+
+def test_what_if_lengths_come_from_the_measured_joint_distribution() -> None:
+    """Draws keep the (dataset, difficulty) proportions and draw whole (prompt, reasoning,
+    answer) triples from their own stratum."""
+    import pyarrow as pa
+
+    from reasonperf.sim.workload import sample
+
+    rows = []
+    for i in range(40):
+        hard = i % 4 == 0  # a quarter are hard, with long reasoning
+        rows.append({"request_id": f"r{i}", "status": "ok", "sent_s": 0.0, "done_s": 1.0,
+                     "dataset": "math", "difficulty": "hard" if hard else "easy",
+                     "prompt_tokens": 100 + i, "completion_tokens": 5000 if hard else 300,
+                     "reasoning_tokens": 4800 if hard else 200})
+    wl = sample(pa.Table.from_pylist(rows), [0.0] * 2000, seed=1)
+    hard = [r for r, row in zip(wl.requests, wl.rows, strict=True) if row["difficulty"] == "hard"]
+    assert 0.2 < len(hard) / 2000 < 0.3
+    assert all((r.output_tokens, r.reasoning_tokens) == (5000, 4800) for r in hard)
+    triples = {(r["prompt_tokens"], r["completion_tokens"], r["reasoning_tokens"]) for r in rows}
+    assert all((r.prompt_tokens, r.output_tokens, r.reasoning_tokens) in triples
+               for r in wl.requests)

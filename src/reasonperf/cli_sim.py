@@ -98,7 +98,10 @@ def calibrate_cmd(
 
 
 def simulate_cmd(
-    calibration: Path = typer.Option(..., "--calibration", help="CAL.json from `calibrate`."),
+    calibration: Path | None = typer.Option(None, "--calibration", help="CAL.json from `calibrate`."),
+    gpu: str | None = typer.Option(None, "--gpu", help="Without --calibration: a roofline prior for this GPU (a100-80gb, h100, h200, l40s)."),
+    model_config: Path | None = typer.Option(None, "--model-config", help="With --gpu: the model's HF config.json (or its folder)."),
+    tp: int = typer.Option(1, "--tp", help="With --gpu: tensor-parallel GPUs."),
     workload: Path = typer.Option(..., "--workload", help="A measured run: lengths (and, with --arrival replay, arrivals)."),
     arrival: str = typer.Option("replay", "--arrival", help="replay | poisson | gamma | constant | batch"),
     rate: float | None = typer.Option(None, "--rate", help="Requests per second (open arrivals)."),
@@ -124,7 +127,13 @@ def simulate_cmd(
     def go() -> None:
         from reasonperf.sim import whatif
 
-        cal = _load_cal(calibration)
+        if calibration is not None:
+            cal = _load_cal(calibration)
+        elif gpu and model_config:
+            cal = whatif.prior_calibration(gpu, model_config, tp=tp)
+        else:
+            raise UsageError("--calibration CAL.json is required (or --gpu NAME with "
+                             "--model-config CONFIG.json for a roofline prior)")
         setup = whatif.Setup(
             cal=cal, workload_dir=workload, arrival=arrival, rate=rate, cv=cv,
             num_requests=num_requests, max_num_seqs=max_num_seqs,

@@ -45,6 +45,35 @@ class Setup:
     policy: str = "vllm-v1"
 
 
+def prior_calibration(gpu: str, model_config: Path, *, tp: int = 1,
+                      kv_dtype: str = "auto") -> dict[str, Any]:
+    """A calibration document from datasheet numbers alone (no measured run): the roofline
+    step-time prior and BLIS's KV-capacity formula, vLLM's GPU defaults."""
+    from reasonperf.sim.profiles import (
+        ModelShape,
+        hardware,
+        kv_capacity_tokens,
+        roofline_prior,
+    )
+
+    hw, shape = hardware(gpu), ModelShape.from_config(model_config)
+    kv_tokens = kv_capacity_tokens(hw, shape, tp=tp)  # in the auto dtype; fp8 doubles later
+    if kv_tokens < 16 * 2:
+        raise UsageError(f"--model-config {model_config}: the weights leave no KV cache on "
+                         f"{tp} x {gpu}; raise --tp")
+    big = hw.memory_gb >= 70 and not gpu.lower().startswith("a100")
+    return {
+        "kind": "reasonperf-calibration",
+        "step_time": roofline_prior(hw, shape, tp=tp, kv_dtype=kv_dtype).to_dict(),
+        "engine": {"kv_tokens": kv_tokens, "kv_blocks": kv_tokens // 16 - 1, "block_size": 16,
+                   "max_num_seqs": 1024 if big else 256, "max_num_batched_tokens": 8192,
+                   "kv_source": "roofline prior (BLIS capacity formula)", "platform": "gpu"},
+        "fit": None,
+        "runs": [],
+        "prior": {"gpu": gpu, "model_config": str(model_config), "tp": tp},
+    }
+
+
 def engine_config(setup: Setup) -> EngineConfig:
     eng = setup.cal.get("engine") or {}
     # --kv-blocks counts like vLLM's num_gpu_blocks; one of them is the null block
