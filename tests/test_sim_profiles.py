@@ -52,3 +52,18 @@ def test_unknown_gpu_and_missing_calibration_are_usage_errors(qwen_config: Path)
     assert proc.returncode == 2 and "--gpu" in proc.stderr
     proc = run_cli("simulate", "--workload", ".", "--out", "x")
     assert proc.returncode == 2 and "--calibration" in proc.stderr
+
+
+def test_acceptance_from_the_engines_rate_round_trips() -> None:
+    """The per-position alpha the simulator draws with reproduces the engine's
+    accepted/draft rate (checked by simulating many verify steps)."""
+    import random
+
+    from reasonperf.sim.calibrate import per_position_acceptance
+    from reasonperf.sim.core import accepted_drafts
+
+    for k, rate in ((1, 0.6), (3, 0.45), (5, 0.3)):
+        alpha = per_position_acceptance(rate, k)
+        rng = random.Random(0)
+        got = sum(accepted_drafts(alpha, rng, k) for _ in range(40_000)) / (40_000 * k)
+        assert got == pytest.approx(rate, abs=0.01)

@@ -114,7 +114,7 @@ def simulate_cmd(
     kv_dtype: str = typer.Option("auto", "--kv-dtype", help="auto | fp8: fp8 doubles the blocks."),
     kv_read_factor: float = typer.Option(1.0, "--kv-read-factor", help="Scale of the KV-read term (FP8 with a fused kernel: ~0.5)."),
     spec_k: int = typer.Option(0, "--spec-k", help="Speculative decoding: drafts per step."),
-    acceptance: float = typer.Option(0.0, "--acceptance", help="Mean per-draft acceptance rate."),
+    acceptance: float = typer.Option(0.0, "--acceptance", help="Mean per-position acceptance (default: measured by the engine in the calibration runs)."),
     seed: int = typer.Option(0, "--seed"),
     policy: str = typer.Option("vllm-v1", "--policy", help="Scheduler policy: vllm-v1 | sglang."),
     sample_interval: float = typer.Option(0.5, "--sample-interval", help="Timeline tick (s)."),

@@ -159,6 +159,31 @@ def refine(runs: list[RunData], settings: list[EngineSettings],
     return best[1], best[0]
 
 
+def per_position_acceptance(rate: float, k: int) -> float:
+    """alpha such that the expected accepted drafts per draft, sum(alpha^i, i=1..k)/k, equal
+    the engine's accepted/draft token rate (the simulator draws leading successes)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if sum(mid**i for i in range(1, k + 1)) / k < rate:
+            lo = mid
+        else:
+            hi = mid
+    return min(lo, 0.999)
+
+
+def spec_decode(run: RunData) -> dict[str, Any] | None:
+    """Drafts per step and acceptance from the run's spec and engine counters, if any."""
+    conf = ((run.info.get("spec") or {}).get("engine") or {}).get("speculative_config") or {}
+    k = conf.get("num_speculative_tokens")
+    server = (run.summary or {}).get("server") or {}
+    rate = server.get("spec_decode_acceptance_rate")
+    if not k or rate is None:
+        return None
+    return {"num_speculative_tokens": int(k), "acceptance_rate": float(rate),
+            "acceptance": per_position_acceptance(float(rate), int(k))}
+
+
 def calibrate(runs: list[RunData],
               overrides: dict[str, int | None] | None = None) -> dict[str, Any]:
     """The calibration document (CAL.json) from one or more measured runs."""
@@ -179,5 +204,6 @@ def calibrate(runs: list[RunData],
         "step_time": model.to_dict(),
         "engine": settings[0].to_dict(),
         "fit": fit,
+        "spec_decode": next((sd for sd in map(spec_decode, runs) if sd), None),
         "runs": [r.run_dir for r in runs],
     }

@@ -84,6 +84,13 @@ def engine_config(setup: Setup) -> EngineConfig:
         raise UsageError(f"--kv-dtype {setup.kv_dtype!r}: choose auto or fp8")
     if setup.kv_dtype.startswith("fp8") and setup.kv_blocks is None:
         blocks = 2 * (int(blocks) + 1) - 1  # half the bytes per token: twice the blocks
+    acceptance = setup.acceptance
+    measured = setup.cal.get("spec_decode") or {}
+    if setup.spec_k and not acceptance and measured.get("acceptance_rate") is not None:
+        from reasonperf.sim.calibrate import per_position_acceptance
+
+        # the engine's measured accepted/draft rate, for this k
+        acceptance = per_position_acceptance(measured["acceptance_rate"], setup.spec_k)
     try:
         cfg = EngineConfig(
             kv_blocks=int(blocks),
@@ -92,7 +99,7 @@ def engine_config(setup: Setup) -> EngineConfig:
             max_num_batched_tokens=int(setup.max_num_batched_tokens
                                        or eng.get("max_num_batched_tokens") or 8192),
             num_speculative_tokens=setup.spec_k,
-            acceptance=setup.acceptance,
+            acceptance=acceptance,
             seed=setup.seed,
         )
         cfg.validate()
