@@ -19,6 +19,7 @@ from rich.console import Console
 from reasonperf.cli_doctor import doctor as doctor_command
 from reasonperf.cli_doctor import engine_check as engine_check_command
 from reasonperf.cli_findings import findings as findings_command
+from reasonperf.cli_sim import register as register_sim_commands
 from reasonperf.cli_study import study as study_command
 from reasonperf.errors import UsageError
 
@@ -31,6 +32,7 @@ app = typer.Typer(
 engine_app = typer.Typer(no_args_is_help=True, help="Prepare the embedded engine and models.")
 app.add_typer(engine_app, name="engine")
 app.command("study")(study_command)
+register_sim_commands(app)  # calibrate, simulate, validate-sim
 
 F = TypeVar("F", bound=Callable[..., Any])
 
