@@ -31,8 +31,9 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium could not be installed: the browser test will be skipped (it fails under CI=true)"
 
-# The quickstart study: embedded SmolLM2 on vLLM CPU, two difficulty levels, batch and
-# gamma arrivals, two token budgets, prefix caching on vs off; ends with the report path.
+# The quickstart study: the study's pilot in miniature on the embedded vLLM CPU engine
+# (tiny-thinker vs tiny-instruct, levels 1-5, batches of 16, two token budgets); ends with
+# the report path. Its report starts with the findings table.
 run: models
 	$(PY) -m reasonperf study studies/quickstart.yaml
 

@@ -280,14 +280,13 @@ def test_extra_args_may_not_override_owned_flags() -> None:
         VllmEngine(EngineSpec(model="x", extra_args=["--port=9"]))
 
 
-def test_default_model_is_the_embedded_smollm2(monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
-    import reasonperf.engines.base as base
-
-    monkeypatch.setattr(base, "prepare_smollm2", lambda cache: tmp_path / models.SMOLLM2_NAME)
+def test_default_model_is_the_embedded_tiny_thinker() -> None:
     engine = VllmEngine(EngineSpec())
-    assert engine.model == str(tmp_path / models.SMOLLM2_NAME)
-    assert engine.served_model == models.SMOLLM2_NAME
+    assert Path(engine.model).name == "tiny-thinker"
+    assert (Path(engine.model) / "model.safetensors").exists()
+    assert engine.served_model == "tiny-thinker"
+    smollm2 = VllmEngine(EngineSpec(model="builtin:smollm2"))
+    assert smollm2.spec.model == "builtin:smollm2"  # still served by name
 
 
 def test_sglang_command_translates_fields() -> None:

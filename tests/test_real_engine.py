@@ -19,7 +19,7 @@ import pytest
 from reasonperf.config import load_run_spec
 from reasonperf.run import execute_run
 from reasonperf.telemetry.prometheus import scrape
-from tests.conftest import SHARED_DATASETS, run_cli
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.engine
 
@@ -165,24 +165,24 @@ def test_compare_same_configuration_no_accuracy_difference(tmp_path, vllm_tiny_r
 
 
 def test_embedded_engine_run_from_the_cli_is_graded_and_stopped(tmp_path):
-    """`reasonperf run` with no endpoint: the embedded SmolLM2-135M on vLLM CPU, GSM8K
-    problems graded end to end (procedural problems when the team datasets are absent)."""
-    if SHARED_DATASETS.is_dir():
-        workload = ["--workload", "gsm8k", "--data-file", str(SHARED_DATASETS / "gsm8k_test.jsonl")]
-    else:
-        workload = ["--workload", "procedural"]
+    """`reasonperf run` with no endpoint: the embedded tiny-thinker on vLLM CPU, procedural
+    problems (what it was trained on) graded end to end, its thinking split off."""
+    workload = ["--workload", "procedural", "--option", "levels=1,2"]
     proc = run_cli("run", *workload, "--limit", "8", "--arrival", "batch", "--batch-size", "8",
                    "--max-tokens", "96", "--sample-interval", "0.2", "--out", str(tmp_path),
                    "--name", "embedded")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = list(tmp_path.iterdir())
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["engine"]["kind"] == "vllm" and "SmolLM2" in info["engine"]["model"]
+    assert info["engine"]["kind"] == "vllm" and "tiny-thinker" in info["engine"]["model"]
     pid = info["engine"].get("pid")
     if pid is not None:
         assert not _pid_alive(pid), "engine process still running after the run"
     rows = pq.read_table(run_dir / "requests.parquet").to_pylist()
     assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    # the default model reasons: its pre-opened thinking is split off, not taken as the answer
+    assert sum((r["reasoning_tokens"] or 0) > 0 and not r["thinking_truncated"] for r in rows) >= 6
+    assert info["think_open"]["prompt_opens_think"] is True
     # telemetry covers the run
     tl = pq.read_table(run_dir / "timeline.parquet").to_pylist()
     metrics = {t["metric"] for t in tl}

@@ -97,7 +97,9 @@ def test_uncut_split_and_token_check_on_the_engine(tmp_path, vllm_open_think):
         assert r["reasoning_text"].strip() == REASONING_TEXT
         assert r["answer_text"].strip() == ANSWER_TEXT
         assert r["think_open"] is True and r["thinking_truncated"] is False
-        assert r["first_visible_s"] > r["first_token_s"]
+        # the answer never comes before the thinking (one network read can carry both
+        # when a loaded CPU delays the stream: then they share a timestamp)
+        assert r["first_visible_s"] >= r["first_token_s"]
         # generated: the reasoning, </think> (counted as thinking), the answer, EOS
         assert r["token_count_source"] == "continuous_usage"
         assert (r["reasoning_tokens"], r["answer_tokens"]) == (n_reasoning + 1, n_answer + 1)

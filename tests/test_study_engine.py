@@ -8,6 +8,7 @@ engine spec is the same; each test asserts how many engines it started itself.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,9 +134,16 @@ def test_quickstart_with_limit_runs_end_to_end(tmp_path):
     assert f"report: {out / 'report.html'}" in proc.stdout
     index = orjson.loads((out / "study.json").read_bytes())
     _all_ok(index)
-    assert len(index["cells"]) == 8 and index["sessions"][-1]["engine_starts"] == 2
+    assert len(index["cells"]) == 4 and index["sessions"][-1]["engine_starts"] == 2
     html = (out / "report.html").read_text()
-    assert "Arms on prefix: off against on" in html and "Token budget" in html
+    assert "LLM vs RLLM on arm: instruct against thinker" in html and "Token budget" in html
+    # the findings table comes first, each finding with a verdict
+    assert html.index("Findings of the study") < html.index("LLM vs RLLM on arm")
+    findings = run_cli("findings", str(out), "--json")
+    assert findings.returncode == 0, findings.stderr
+    rows = {r["id"]: r for r in json.loads(findings.stdout)}
+    assert {"kv_level", "kv_swing", "stragglers", "difficulty", "budget"} <= set(rows)
+    assert all(r["verdict"] in ("holds", "does not hold", "not measurable") for r in rows.values())
 
 
 def _prefix_hits(run_dir: Path) -> tuple[float, float]:

@@ -80,7 +80,7 @@ def test_dry_run_cli_prints_the_cells_and_writes_nothing(tmp_path):
     proc = run_cli("study", str(STUDIES / "quickstart.yaml"), "--dry-run", "--out", str(out),
                    timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "8 cells: 8 to run" in proc.stdout
+    assert "4 cells: 4 to run" in proc.stdout
     assert "2 engine groups" in proc.stdout
     assert not out.exists()
 

@@ -1,4 +1,4 @@
-"""The record contract (ARCHITECTURE.md section 3): one row per request, one per chunk,
+"""The record contract (docs/records.md): one row per request, one per chunk,
 one per telemetry sample, plus the plan each request is sent from.
 
 Times are seconds since the run's start on one monotonic clock (``time.perf_counter_ns``

@@ -16,7 +16,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from reasonperf.engines.hardware import choose_cpu_dtype, read_cpu_flags
 from reasonperf.engines.lifeline import StaleEngine, find_stale_engines
-from reasonperf.engines.models import cache_dir, prepare_smollm2, resolve_builtin
+from reasonperf.engines.models import resolve_builtin
 from reasonperf.engines.process import (
     ManagedProcess,
     http_post,
@@ -68,6 +68,9 @@ class PrefixCacheResetError(RuntimeError):
 
 
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+DEFAULT_MODEL = "builtin:tiny-thinker"  # what a launched engine serves when no model is given
 
 
 def make_engine(spec: EngineSpec) -> Engine:
@@ -166,10 +169,11 @@ class LaunchedEngine(EngineBase, ABC):
 
     # --- what subclasses provide -------------------------------------------------------
     def resolve_model(self) -> str:
-        """The model path or name to serve; None means the embedded SmolLM2 (converted once)."""
-        if self.spec.model is None:
-            return str(prepare_smollm2(cache_dir()))
-        return resolve_builtin(self.spec.model) or self.spec.model
+        """The model path or name to serve. None means the embedded default: tiny-thinker,
+        the reasoning model trained by this repository and shipped with it (it thinks inside
+        a pre-opened <think>, longer for harder problems); SmolLM2-135M-Instruct stays
+        available as ``builtin:smollm2``."""
+        return resolve_builtin(self.spec.model or DEFAULT_MODEL) or str(self.spec.model)
 
     @abstractmethod
     def build_args(self, port: int) -> list[str]:
