@@ -48,3 +48,27 @@ def test_a_fifth_without_usage_is_unknown_stated_and_warned(tmp_path):
     assert any("engine" in w for w in s["warnings"])
     info = json.loads((res.run_dir / "run.json").read_text())
     assert info["segments"][0]["probe_requests"] == 1
+
+
+def test_throughput_after_a_resume_excludes_the_downtime(tmp_path):
+    """Issue 9.12: windows are per segment; the time between segments is not active time."""
+    import time
+
+    flaky = Programme(ttft_s=0.01, itl_s=0.002, reasoning_tokens=10, answer_tokens=10,
+                      faults={"http500": 0.5})
+    with FakeServer(flaky) as srv:
+        first = execute_run(_spec(tmp_path, srv.base_url, srv.url + "/metrics", 12))
+        assert first.summary["requests"]["errors"] > 0
+        srv.programme = Programme(ttft_s=0.01, itl_s=0.002, reasoning_tokens=10,
+                                  answer_tokens=10)
+        time.sleep(3.0)  # the downtime between the two segments (not a wait for anything)
+        res = execute_run(resume=first.run_dir, retry_errors=True)
+    info = json.loads((res.run_dir / "run.json").read_text())
+    assert len(info["segments"]) == 2
+    active = sum(s["ended_s"] - s["started_s"] for s in info["segments"])
+    span = info["segments"][-1]["ended_s"] - info["segments"][0]["started_s"]
+    assert span - active > 2.5  # the downtime is there
+    tp = res.summary["throughput"]
+    assert res.summary["requests"]["ok"] == 12
+    assert tp["window_s"] <= active + 1e-6  # active time only, never the downtime
+    assert tp["request_throughput"] >= 12 / active - 1e-6
