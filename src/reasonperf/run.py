@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from reasonperf import __version__
+from reasonperf.client.headroom import HeadroomMonitor, headroom_warning
 from reasonperf.client.health import EndpointHealth
 from reasonperf.client.openai import (
     EndpointConfig,
@@ -351,6 +352,8 @@ async def _drive(
         # Offsets are stamped only now that the engine, the session and the probe are
         # ready, so setup time never shows up as dispatch lag.
         scheduled = schedule(plans, arrival, start_s=clock())
+        headroom = HeadroomMonitor()
+        headroom_task = asyncio.create_task(headroom.run(stop))
         try:
             with LiveProgress(len(plans), clock, console) as progress:
 
@@ -368,10 +371,21 @@ async def _drive(
         finally:
             watch_task.cancel()
             stop.set()
-            await asyncio.gather(sampler_task, watch_task, return_exceptions=True)
+            await asyncio.gather(sampler_task, watch_task, headroom_task, return_exceptions=True)
+            _note_headroom(info, headroom.summary())
             info["warnings"].extend(sampler.warnings)
             info.setdefault("notes", []).extend(sampler.notes)
     return f"stopped sending: {failure[0]}" if failure else None
+
+
+def _note_headroom(info: dict[str, Any], client: dict[str, Any]) -> None:
+    """The client's own load during this segment -> run.json (``client``, and the
+    segment's), with a warning when the client may have limited the measurement."""
+    info["client"] = client
+    info["segments"][-1]["client"] = client
+    warning = headroom_warning(client)
+    if warning is not None:
+        info["warnings"].append(warning)
 
 
 async def _watch_engine(engine: Any, dead: asyncio.Event, failure: list[str]) -> None:

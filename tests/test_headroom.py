@@ -1,0 +1,62 @@
+"""Headroom self-check: the client warns when it, not the server, limited the run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from reasonperf import run as run_module
+from reasonperf.client.headroom import headroom_warning, workers_needed
+from tests.fake_server import FakeServer, Programme
+from tests.test_run_fake import _spec
+
+
+def _busy_send(original, busy_s: float):
+    """send_request that first holds the event loop busy (a CPU-bound client)."""
+
+    async def send(*args, **kwargs):
+        end = time.perf_counter() + busy_s
+        while time.perf_counter() < end:
+            pass
+        return await original(*args, **kwargs)
+
+    return send
+
+
+def test_starved_client_warns_with_workers_needed(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(run_module, "send_request", _busy_send(run_module.send_request, 0.03))
+    prog = Programme(ttft_s=0.002, itl_s=0.001, reasoning_tokens=5, answer_tokens=5)
+    with FakeServer(prog) as srv:
+        res = execute(tmp_path, srv.base_url, limit=60)
+    client = res.summary["client"]
+    assert client["loop_lag_ms"]["p99"] > 5, client
+    warnings = [w for w in res.summary["warnings"] if w.startswith("client headroom")]
+    assert len(warnings) == 1, res.summary["warnings"]
+    assert "workers" in warnings[0]
+
+
+def test_light_run_has_no_headroom_warning(tmp_path: Path):
+    prog = Programme(ttft_s=0.01, itl_s=0.005, reasoning_tokens=10, answer_tokens=10)
+    with FakeServer(prog) as srv:
+        for _attempt in range(3):  # a loaded shared box can starve any client; a bias fails all 3
+            res = execute(tmp_path, srv.base_url, limit=8)
+            client = res.summary["client"]
+            if not any(w.startswith("client headroom") for w in res.summary["warnings"]):
+                break
+        assert client["loop_lag_ms"]["samples"] > 0
+        assert not any(w.startswith("client headroom") for w in res.summary["warnings"]), client
+
+
+def execute(tmp_path: Path, url: str, limit: int):
+    spec = _spec(tmp_path, url, workload={"limit": limit},
+                 arrival={"name": "concurrency", "concurrency": 4, "batch_size": None})
+    return run_module.execute_run(spec)
+
+
+def test_warning_rule():
+    assert headroom_warning({"loop_lag_ms": {"p99": 1.0}, "cpu_share": {"overall": 0.3}}) is None
+    line = headroom_warning({"loop_lag_ms": {"p99": 1.0}, "cpu_share": {"overall": 0.95, "p90": 1.0}})
+    assert line is not None and "--workers 2" in line
+    line = headroom_warning({"loop_lag_ms": {"p99": 20.0}, "cpu_share": {"overall": 0.2}})
+    assert line is not None and "competed" in line
+    assert workers_needed(1.3) == 3
