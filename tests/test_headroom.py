@@ -60,3 +60,27 @@ def test_warning_rule():
     line = headroom_warning({"loop_lag_ms": {"p99": 20.0}, "cpu_share": {"overall": 0.2}})
     assert line is not None and "competed" in line
     assert workers_needed(1.3) == 3
+
+
+def test_selfcheck_ramps_and_reports_rates_per_worker():
+    from tests.conftest import run_cli
+
+    proc = run_cli("selfcheck", "--budget", "4", "--step", "0.5", "--lag-limit-ms", "50", "--json")
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    result = json.loads(proc.stdout)
+    steps = result["steps"]
+    assert steps and all(s["requests"] >= 10 and s["errors"] == 0 for s in steps), steps
+    assert [s["rate"] for s in steps] == sorted(s["rate"] for s in steps)
+    if result["sustainable_request_rate"] is not None:
+        best = max(s["rate"] for s in steps if s["passed"])
+        assert result["sustainable_request_rate"] == best
+        assert result["sustainable_chunk_rate"] > 0
+
+
+def test_selfcheck_bad_budget_is_a_usage_error():
+    from tests.conftest import run_cli
+
+    proc = run_cli("selfcheck", "--budget", "1", "--step", "2")
+    assert proc.returncode == 2 and "--budget" in proc.stderr and "Traceback" not in proc.stderr

@@ -19,6 +19,7 @@ from rich.console import Console
 from reasonperf.cli_doctor import doctor as doctor_command
 from reasonperf.cli_doctor import engine_check as engine_check_command
 from reasonperf.cli_findings import findings as findings_command
+from reasonperf.cli_scale import register as register_scale_commands
 from reasonperf.cli_sim import register as register_sim_commands
 from reasonperf.cli_study import study as study_command
 from reasonperf.errors import UsageError
@@ -59,6 +60,7 @@ def _guard(fn: F) -> F:
 app.command("findings")(_guard(findings_command))
 app.command("doctor")(_guard(doctor_command))
 engine_app.command("check")(_guard(engine_check_command))
+register_scale_commands(app, _guard)  # selfcheck, merge (cli_scale.py)
 
 
 def _not(value: bool) -> bool:
