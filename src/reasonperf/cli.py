@@ -20,6 +20,7 @@ from reasonperf.cli_doctor import doctor as doctor_command
 from reasonperf.cli_doctor import engine_check as engine_check_command
 from reasonperf.cli_findings import findings as findings_command
 from reasonperf.cli_scale import register as register_scale_commands
+from reasonperf.cli_scale import sharded_run
 from reasonperf.cli_sim import register as register_sim_commands
 from reasonperf.cli_study import study as study_command
 from reasonperf.errors import UsageError
@@ -235,6 +236,9 @@ def run(
     resume: Path = typer.Option(None, help="Resume an interrupted run directory."),
     max_error_rate: float = typer.Option(0.5, help="Fail the run (exit 1) when more than this share of requests fail."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: also re-send requests whose records are all errors."),
+    workers: int = typer.Option(None, help="Shard the load over N local client processes (one global schedule, merged)."),
+    shard: str = typer.Option(None, help="Run shard I/N of a run whose shards you start yourself (with --t0; then reasonperf merge)."),
+    t0: float = typer.Option(None, help="With --shard: the common start time of all shards, Unix seconds."),
 ) -> None:
     """Send a workload to an engine, record every request, grade and summarise."""
     from reasonperf.config import load_run_spec, load_yaml
@@ -257,7 +261,7 @@ def run(
 
         data = spec_from_flags(ctx.params, given, data)
         spec = load_run_spec(data, source=str(config) if config else "options")
-        result = execute_run(spec, console=console)
+        result = sharded_run(spec, workers, shard, t0, console) or execute_run(spec, console=console)
     render_summary(result.summary, Console(), str(result.run_dir))
     if result.interrupted:
         print(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -50,5 +53,61 @@ def selfcheck(
                       f"{result['limited_by']})", markup=False)
 
 
-def register(app: typer.Typer, guard: object) -> None:
-    app.command("selfcheck")(guard(selfcheck))  # type: ignore[operator]
+
+
+def sharded_run(spec: Any, workers: int | None, shard: str | None, t0: float | None,
+                console: Console) -> Any:
+    """``run --workers N`` or ``run --shard I/N --t0 EPOCH``: a RunResult, or None when
+    the run is not sharded (then the caller runs it as usual)."""
+    from reasonperf.errors import UsageError
+    from reasonperf.run import RunResult, execute_run
+    from reasonperf.scaleout.shard import ShardContext, parse_shard
+
+    if shard is None and t0 is not None:
+        raise UsageError("--t0 goes with --shard I/N (a shard started by hand)")
+    if shard is not None:
+        if workers not in (None, 1):
+            raise UsageError("--shard runs one shard in this process; drop --workers")
+        if t0 is None:
+            raise UsageError("--shard needs --t0 EPOCH: the common start time (Unix seconds) "
+                             "of all shards, e.g. $(( $(date +%s) + 60 ))")
+        index, count = parse_shard(shard)
+        run_id = f"{spec.name}-t0-{t0:.0f}"
+        return execute_run(spec, console=console,
+                           shard=ShardContext(index, count, run_id, t0_unix=t0))
+    if workers is None or workers == 1:
+        return None
+    from reasonperf.scaleout.local import run_local
+
+    run_dir, summary, failures = run_local(spec, workers, console)
+    return RunResult(run_dir, summary, warnings=list(summary.get("warnings", [])),
+                     failure="; ".join(failures) or None)
+
+
+def merge(
+    dirs: list[Path] = typer.Argument(..., help="The shard run directories of one run."),
+    out: str = typer.Option("runs", help="Runs directory for the merged run."),
+    name: str = typer.Option("merged", help="Merged run name (directory suffix)."),
+) -> None:
+    """Merge shard runs (``run --shard I/N --t0 EPOCH``) into one run directory."""
+    from reasonperf.report.console import render_summary
+    from reasonperf.scaleout.merge import merge_shards
+    from reasonperf.store import RunStore
+
+    for d in dirs:
+        RunStore.open(d)  # a one-line error for a wrong path
+    store = RunStore.create(out, name)
+    try:
+        summary, problems = merge_shards(dirs, store)
+    finally:
+        store.unlock()
+    render_summary(summary, Console(), str(store.dir))
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer, guard: Any) -> None:
+    app.command("selfcheck")(guard(selfcheck))
+    app.command("merge")(guard(merge))
