@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from reasonperf import run as run_module
 from reasonperf.client.headroom import headroom_warning, workers_needed
@@ -84,3 +90,39 @@ def test_selfcheck_bad_budget_is_a_usage_error():
 
     proc = run_cli("selfcheck", "--budget", "1", "--step", "2")
     assert proc.returncode == 2 and "--budget" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_cpu_hogs_on_the_clients_core_fire_the_warning(tmp_path: Path):
+    """A real starved client: once it sends, three busy processes are pinned to its core
+    and it is reniced, so the OS runs it a few % of the time."""
+    prog = Programme(ttft_s=0.002, itl_s=0.001, reasoning_tokens=5, answer_tokens=5)
+    hogs: list[subprocess.Popen[bytes]] = []
+    with FakeServer(prog) as srv:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "reasonperf", "run", "--endpoint", srv.base_url, "--model",
+             "fake-model", "--limit", "120", "--arrival", "poisson", "--rate", "30",
+             "--no-grade", "--out", str(tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while not list(tmp_path.glob("*/requests.jsonl")):
+                assert client.poll() is None and time.monotonic() < deadline, "client never sent"
+                time.sleep(0.05)
+            core = min(os.sched_getaffinity(client.pid))
+            os.sched_setaffinity(client.pid, {core})
+            os.setpriority(os.PRIO_PROCESS, client.pid, 10)
+            for _ in range(3):
+                hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                os.sched_setaffinity(hog.pid, {core})
+                hogs.append(hog)
+            assert client.wait(timeout=300) == 0
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+            if client.poll() is None:
+                client.kill()
+    summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
+    assert summary["client"]["loop_lag_ms"]["p99"] > 5, summary["client"]
+    assert any(w.startswith("client headroom") for w in summary["warnings"]), summary["warnings"]
