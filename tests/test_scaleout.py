@@ -134,3 +134,12 @@ def test_bad_shard_flags_are_usage_errors(tmp_path):
     proc = run_cli("run", "--endpoint", "http://127.0.0.1:9/v1", "--shard", "0/2",
                    "--out", str(tmp_path))
     assert proc.returncode == 2 and "--t0" in proc.stderr
+
+
+def test_workers_against_a_dead_endpoint_fail_in_one_line_and_leave_no_directory(tmp_path):
+    proc = run_cli("run", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--workers", "2",
+                   "--no-grade", "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 2 and "unreachable" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "runs").glob("*")) if (tmp_path / "runs").exists() else True
+    proc = run_cli("run", "--resume", str(tmp_path), "--workers", "2")
+    assert proc.returncode == 2 and "cannot be resumed" in proc.stderr

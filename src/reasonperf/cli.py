@@ -248,6 +248,8 @@ def run(
     if retry_errors and resume is None:
         raise UsageError("--retry-errors re-sends the failed requests of a stored run; "
                          "use it with --resume RUN_DIR")
+    if resume is not None and (workers not in (None, 1) or shard is not None):
+        raise UsageError("a sharded run (--workers, --shard) cannot be resumed; run it again")
     if resume is not None:
         result = execute_run(resume=resume, console=console, retry_errors=retry_errors)
         if result.nothing_to_do:

@@ -10,6 +10,7 @@ their records into the run directory.
 from __future__ import annotations
 
 import multiprocessing as mp
+import shutil
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -43,7 +44,8 @@ def _shard_main(spec_data: dict[str, Any], index: int, count: int, run_id: str,
                           console=Console(stderr=True, quiet=True))
         conn.send((DONE, {"failure": res.failure, "interrupted": res.interrupted}))
     except BaseException as err:  # reported to the coordinator as one line
-        conn.send((DONE, {"failure": f"shard {index}: {type(err).__name__}: {err}",
+        what = str(err) if isinstance(err, UsageError) else f"{type(err).__name__}: {err}"
+        conn.send((DONE, {"failure": f"shard {index}: {what}",
                           "interrupted": isinstance(err, KeyboardInterrupt)}))
         return
     answer_pings(conn, shard.wall)  # until BYE
@@ -72,6 +74,7 @@ def run_local(spec: RunSpec, workers: int, console: Console) -> tuple[Path, dict
     procs: list[tuple[BaseProcess, Connection]] = []
     offsets: dict[int, dict[str, Any]] = {}
     failures: list[str] = []
+    merged = False
     try:
         for i in range(workers):
             ours, theirs = ctx.Pipe()
@@ -98,6 +101,7 @@ def run_local(spec: RunSpec, workers: int, console: Console) -> tuple[Path, dict
                 failures.append(f"shard {i}: {result['failure']}")
             offsets[i]["offset_end"] = measure_offset(conn)
             conn.send(BYE)
+        merged = True
     finally:
         for proc, conn in procs:
             proc.join(10)
@@ -105,6 +109,9 @@ def run_local(spec: RunSpec, workers: int, console: Console) -> tuple[Path, dict
                 proc.kill()
                 proc.join(5)
             conn.close()
+        if not merged and not list(store.dir.glob("shards/*/run.json")):
+            shutil.rmtree(store.dir / "shards", ignore_errors=True)
+            store.remove_if_unused()  # failed before any shard wrote a run
     shard_dirs = sorted((store.dir / "shards").iterdir())
     summary, problems = merge_shards(shard_dirs, store, offsets)
     store.unlock()
