@@ -104,7 +104,7 @@ async def _ramp(url: str, start_rate: float, factor: float, step_s: float, budge
         steps.append(step)
         if not step.passed:
             break
-        rate *= factor
+        rate = float(f"{rate * factor:.2g}")  # readable steps: 50, 75, 110, 170, ...
     return steps
 
 
