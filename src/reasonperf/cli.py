@@ -19,6 +19,8 @@ from rich.console import Console
 from reasonperf.cli_doctor import doctor as doctor_command
 from reasonperf.cli_doctor import engine_check as engine_check_command
 from reasonperf.cli_findings import findings as findings_command
+from reasonperf.cli_scale import register as register_scale_commands
+from reasonperf.cli_scale import sharded_run
 from reasonperf.cli_sim import register as register_sim_commands
 from reasonperf.cli_study import study as study_command
 from reasonperf.errors import UsageError
@@ -59,6 +61,7 @@ def _guard(fn: F) -> F:
 app.command("findings")(_guard(findings_command))
 app.command("doctor")(_guard(doctor_command))
 engine_app.command("check")(_guard(engine_check_command))
+register_scale_commands(app, _guard)  # selfcheck, merge (cli_scale.py)
 
 
 def _not(value: bool) -> bool:
@@ -233,6 +236,9 @@ def run(
     resume: Path = typer.Option(None, help="Resume an interrupted run directory."),
     max_error_rate: float = typer.Option(0.5, help="Fail the run (exit 1) when more than this share of requests fail."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="With --resume: also re-send requests whose records are all errors."),
+    workers: int = typer.Option(None, help="Shard the load over N local client processes (one global schedule, merged)."),
+    shard: str = typer.Option(None, help="Run shard I/N of a run whose shards you start yourself (with --t0; then reasonperf merge)."),
+    t0: float = typer.Option(None, help="With --shard: the common start time of all shards, Unix seconds."),
 ) -> None:
     """Send a workload to an engine, record every request, grade and summarise."""
     from reasonperf.config import load_run_spec, load_yaml
@@ -242,6 +248,8 @@ def run(
     if retry_errors and resume is None:
         raise UsageError("--retry-errors re-sends the failed requests of a stored run; "
                          "use it with --resume RUN_DIR")
+    if resume is not None and (workers not in (None, 1) or shard is not None):
+        raise UsageError("a sharded run (--workers, --shard) cannot be resumed; run it again")
     if resume is not None:
         result = execute_run(resume=resume, console=console, retry_errors=retry_errors)
         if result.nothing_to_do:
@@ -255,7 +263,7 @@ def run(
 
         data = spec_from_flags(ctx.params, given, data)
         spec = load_run_spec(data, source=str(config) if config else "options")
-        result = execute_run(spec, console=console)
+        result = sharded_run(spec, workers, shard, t0, console) or execute_run(spec, console=console)
     render_summary(result.summary, Console(), str(result.run_dir))
     if result.interrupted:
         print(

@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from reasonperf import __version__
+from reasonperf.client.headroom import HeadroomMonitor, headroom_warning
 from reasonperf.client.health import EndpointHealth
 from reasonperf.client.openai import (
     EndpointConfig,
@@ -29,7 +30,7 @@ from reasonperf.client.openai import (
     send_request,
 )
 from reasonperf.client.progress import LiveProgress
-from reasonperf.client.runner import RunClock, event_loop_factory, run_load
+from reasonperf.client.runner import RunClock, event_loop_factory, run_load, sleep_until
 from reasonperf.client.think_open import resolve_prompt_opens_think
 from reasonperf.client.tokenizer import Tokenizer, start_run_tokenizer
 from reasonperf.config import RunSpec, load_run_spec
@@ -47,6 +48,7 @@ from reasonperf.resume import (
     pin_inputs,
     resume_line,
 )
+from reasonperf.scaleout.shard import ShardContext
 from reasonperf.store import RUN_JSON, ResumeState, RunStore
 from reasonperf.summary_io import SUMMARY_JSON, write_summary
 from reasonperf.telemetry.sampler import TelemetrySampler
@@ -103,6 +105,7 @@ def execute_run(
     engine: Engine | None = None,
     out_dir: str | Path | None = None,
     retry_errors: bool = False,
+    shard: ShardContext | None = None,
 ) -> RunResult:
     """Run (or resume) a spec. Returns the run directory and its summary.
 
@@ -110,6 +113,7 @@ def execute_run(
     the cells that share its spec); it is neither started nor stopped here.
     ``out_dir``: write into exactly this directory instead of ``runs/<stamp>-<name>``.
     ``retry_errors`` (resume only): also re-send the requests whose records are all errors.
+    ``shard``: run only this shard's slice of the run, from its T0 (scaleout/).
 
     The run directory is owned by one process at a time (an exclusive lock), created only
     once an external endpoint answered, and never written when a resume has nothing to do.
@@ -118,7 +122,7 @@ def execute_run(
     with ExitStack() as cleanup:  # the lock and an owned engine, also on errors
         try:
             return _execute_run(spec, resume, console or Console(stderr=True), engine,
-                                out_dir, retry_errors, cleanup)
+                                out_dir, retry_errors, cleanup, shard)
         except UsageError as err:  # printed or recorded by the caller: no secret in it
             err.args = (redactor.text(str(err)),)
             raise
@@ -132,6 +136,7 @@ def _execute_run(
     out_dir: str | Path | None,
     retry_errors: bool,
     cleanup: ExitStack,
+    shard: ShardContext | None = None,
 ) -> RunResult:
     inputs: dict[str, dict[str, str]] = {}
     if resume is not None:
@@ -157,6 +162,11 @@ def _execute_run(
     if not plans.total:
         raise UsageError("the workload produced no requests; check --workload, --limit and --num-requests")
     arrival = build_arrival(spec, plans.total)
+    if shard is not None:  # its slice of the one global sequence and schedule
+        if resume is not None:
+            raise UsageError("a shard cannot be resumed; re-run the sharded run")
+        plans = build_plans(spec, problems, shard=shard.slice)
+        arrival = shard.split(arrival)
     if plans.cycled:
         console.print(f"note: {plans.cycle_note()}", soft_wrap=True)
 
@@ -185,12 +195,19 @@ def _execute_run(
     if store is None:
         store = RunStore.create(spec.out, spec.name, exact_dir=out_dir, redactor=redactor)
         cleanup.callback(store.unlock)
-        anchor = {"wall_time_unix": time.time(), "perf_counter_ns": time.perf_counter_ns()}
+        wall = shard.wall() if shard is not None else time.time()
+        anchor = {"wall_time_unix": wall, "perf_counter_ns": time.perf_counter_ns()}
         info = _run_json(spec, store.dir.name, anchor, plans.total)
+        if shard is not None:
+            info.update(run_id=shard.run_id, num_requests=len(plans), planned_total=plans.total,
+                        shard=shard.describe())
         info["inputs"] = inputs
         offset = 0.0
     assert info is not None
-    clock = RunClock.start(offset)
+    # A new run's clock starts at its anchor (building run.json reads package metadata,
+    # milliseconds that would otherwise sit between the anchor and the clock's zero).
+    clock = (RunClock(info["clock"]["perf_counter_ns"]) if resume is None
+             else RunClock.start(offset))
     segment: dict[str, Any] = {"started_s": clock(), "requests": len(plans),
                                "resumed": resume is not None}
 
@@ -220,7 +237,7 @@ def _execute_run(
                 with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
                     failure = runner.run(
                         _drive(spec, engine, plans, arrival, store, clock, info, console,
-                               tokenizer=tokenizer)
+                               tokenizer=tokenizer, shard=shard)
                     )
             except KeyboardInterrupt:
                 interrupted = True
@@ -300,6 +317,7 @@ async def _drive(
     info: dict[str, Any],
     console: Console,
     tokenizer: Tokenizer | None = None,
+    shard: ShardContext | None = None,
 ) -> str | None:
     """Send the plans; return the line that says why sending stopped early (a dead
     endpoint or engine process), None when every plan was sent."""
@@ -350,7 +368,15 @@ async def _drive(
         watch_task = asyncio.create_task(_watch_engine(engine, dead, failure))
         # Offsets are stamped only now that the engine, the session and the probe are
         # ready, so setup time never shows up as dispatch lag.
-        scheduled = schedule(plans, arrival, start_s=clock())
+        if shard is None:
+            scheduled = schedule(plans, arrival, start_s=clock())
+        else:  # the common T0 of all shards; offsets from the global schedule
+            start = await shard.start_s(clock)
+            info["shard"] = shard.describe()
+            scheduled = schedule(plans, arrival, start_s=start, absolute=True)
+            await sleep_until(clock, start)
+        headroom = HeadroomMonitor()
+        headroom_task = asyncio.create_task(headroom.run(stop))
         try:
             with LiveProgress(len(plans), clock, console) as progress:
 
@@ -368,10 +394,21 @@ async def _drive(
         finally:
             watch_task.cancel()
             stop.set()
-            await asyncio.gather(sampler_task, watch_task, return_exceptions=True)
+            await asyncio.gather(sampler_task, watch_task, headroom_task, return_exceptions=True)
+            _note_headroom(info, headroom.summary())
             info["warnings"].extend(sampler.warnings)
             info.setdefault("notes", []).extend(sampler.notes)
     return f"stopped sending: {failure[0]}" if failure else None
+
+
+def _note_headroom(info: dict[str, Any], client: dict[str, Any]) -> None:
+    """The client's own load during this segment -> run.json (``client``, and the
+    segment's), with a warning when the client may have limited the measurement."""
+    info["client"] = client
+    info["segments"][-1]["client"] = client
+    warning = headroom_warning(client)
+    if warning is not None:
+        info["warnings"].append(warning)
 
 
 async def _watch_engine(engine: Any, dead: asyncio.Event, failure: list[str]) -> None:

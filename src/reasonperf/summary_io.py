@@ -54,6 +54,9 @@ def compute_summary(
     probes = sum(int(s.get("probe_requests") or 0) for s in segments)
     summary["truth"] = truth_summary(requests, timeline, probes)
     summary["accuracy"] = accuracy_summary(requests)
+    summary["client"] = info.get("client")  # headroom self-check (client/headroom.py)
+    if info.get("shards"):  # a merged sharded run: each shard's slice and clock offsets
+        summary["shards"] = info["shards"]
     truth_flags = (summary["truth"] or {}).get("flags") or []
     summary["warnings"] = [*(info.get("warnings") or []), *summary["warnings"],
                            *(f"truth against the engine: {f}" for f in truth_flags)]

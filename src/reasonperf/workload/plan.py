@@ -36,20 +36,31 @@ class Plans:
     the memory of one plan, and a resumed run rebuilds the same ids and skips
     ``skip_ids`` without building the plans before them. ``len()`` is the number that
     will be yielded.
+
+    ``shard=(i, n)``: only the indices ``i, i+n, i+2n, ...`` (a sharded run's slice,
+    dealt round-robin from the one global sequence; see scaleout/).
     """
 
-    def __init__(self, spec: RunSpec, problems: list[Problem], skip_ids: Set[str] = frozenset()
-                 ) -> None:
+    def __init__(self, spec: RunSpec, problems: list[Problem], skip_ids: Set[str] = frozenset(),
+                 shard: tuple[int, int] | None = None) -> None:
         self.spec = spec
         self.problems = problems
         self.skip_ids = skip_ids
+        self.shard = shard
         self.distinct = len(problems) * spec.workload.samples  # one pass over the workload
         n = spec.workload.num_requests
         self.total = self.distinct if n is None or not problems else n
-        self._skipped = sum(1 for i in skip_ids if _index_of(i, self.total) is not None)
+        self._skipped = sum(1 for i in skip_ids if self._owns(_index_of(i, self.total)))
+
+    def _indices(self) -> range:
+        first, step = self.shard or (0, 1)
+        return range(first, self.total, step)
+
+    def _owns(self, index: int | None) -> bool:
+        return index is not None and (self.shard is None or index % self.shard[1] == self.shard[0])
 
     def __len__(self) -> int:
-        return self.total - self._skipped
+        return len(self._indices()) - self._skipped
 
     @property
     def cycled(self) -> bool:
@@ -66,7 +77,7 @@ class Plans:
 
     def __iter__(self) -> Iterator[RequestPlan]:
         skip = self.skip_ids
-        for index in range(self.total):
+        for index in self._indices():
             if skip and request_id(index) in skip:
                 continue
             yield self.plan(index)
@@ -113,11 +124,12 @@ def _index_of(rid: str, total: int) -> int | None:
     return i if i < total and request_id(i) == rid else None
 
 
-def build_plans(spec: RunSpec, problems: list[Problem], skip_ids: Set[str] = frozenset()
-                ) -> Plans:
+def build_plans(spec: RunSpec, problems: list[Problem], skip_ids: Set[str] = frozenset(),
+                shard: tuple[int, int] | None = None) -> Plans:
     """Every problem ``samples`` times (problem-major), cut or cycled to num_requests,
-    minus ``skip_ids`` (finished requests of a resumed run); built lazily."""
-    return Plans(spec, problems, skip_ids)
+    minus ``skip_ids`` (finished requests of a resumed run); built lazily. ``shard``:
+    see :class:`Plans`."""
+    return Plans(spec, problems, skip_ids, shard)
 
 
 DEFAULT_BATCH_SIZE = 16  # the study's pilot batch size
@@ -141,11 +153,13 @@ def build_arrival(spec: RunSpec, n: int) -> Arrival:
     )
 
 
-def schedule(plans: Iterable[RequestPlan], arrival: Arrival, start_s: float = 0.0
-             ) -> Iterator[RequestPlan]:
+def schedule(plans: Iterable[RequestPlan], arrival: Arrival, start_s: float = 0.0,
+             absolute: bool = False) -> Iterator[RequestPlan]:
     """Stamp open-loop offsets on the plans as they stream by, shifted so the first plan
     is at ``start_s``. Plans come in index order (some skipped on resume); the offsets are
-    walked alongside, so neither is ever held whole."""
+    walked alongside, so neither is ever held whole. ``absolute``: the global schedule's
+    offset 0 (request 0) is at ``start_s`` instead, whichever plan comes first (a shard's
+    slice keeps its place in the one global schedule)."""
     if arrival.mode != "open":
         yield from plans
         return
@@ -159,6 +173,6 @@ def schedule(plans: Iterable[RequestPlan], arrival: Arrival, start_s: float = 0.
             offset = next(offsets)
             pos += 1
         if base is None:
-            base = offset
+            base = 0.0 if absolute else offset
         plan.scheduled_s = start_s + offset - base
         yield plan
