@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from reasonperf import __version__
+from reasonperf.client.budget import budget_body, budget_info
 from reasonperf.client.health import EndpointHealth
 from reasonperf.client.openai import (
     EndpointConfig,
@@ -151,6 +152,7 @@ def _execute_run(
         store, info = None, None
         spec, inputs = pin_inputs(spec)
     redactor = Redactor.from_engine_specs([spec.engine])
+    budget = budget_info(spec)  # an engine without a budget field fails here
 
     problems = load_problems(spec)
     plans = build_plans(spec, problems)
@@ -190,6 +192,8 @@ def _execute_run(
         info["inputs"] = inputs
         offset = 0.0
     assert info is not None
+    if budget is not None:
+        info["budget"] = budget
     clock = RunClock.start(offset)
     segment: dict[str, Any] = {"started_s": clock(), "requests": len(plans),
                                "resumed": resume is not None}
@@ -319,6 +323,7 @@ async def _drive(
         store_text=spec.store_text,
         tokenizer=tokenizer.count if tokenizer else None,
         prompt_opens_think=opens,
+        extra_body=budget_body(spec),
     )
     stop = asyncio.Event()
     gpu_env = engine_gpu_env(engine)  # NVML only for an engine we launched on this host

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reasonperf.metrics.budget import budget_summary
 from reasonperf.metrics.server import server_summary
 from reasonperf.metrics.summary import summarize
 from reasonperf.metrics.truth import truth_summary
@@ -54,6 +55,8 @@ def compute_summary(
     probes = sum(int(s.get("probe_requests") or 0) for s in segments)
     summary["truth"] = truth_summary(requests, timeline, probes)
     summary["accuracy"] = accuracy_summary(requests)
+    budget = info.get("budget") or {}
+    summary["budget"] = budget_summary(requests, budget.get("budget"), budget.get("field"))
     truth_flags = (summary["truth"] or {}).get("flags") or []
     summary["warnings"] = [*(info.get("warnings") or []), *summary["warnings"],
                            *(f"truth against the engine: {f}" for f in truth_flags)]

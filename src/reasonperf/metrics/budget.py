@@ -1,0 +1,40 @@
+"""Budget adherence (summary.json ``budget``): did the engine keep the thinking budget?
+
+Over the ok requests: ``violations`` counts requests whose reasoning tokens exceed the
+budget (``worst_excess`` is the largest overshoot), ``ended_in_thinking`` those cut while
+still thinking (``thinking_truncated``), ``no_answer`` those without visible answer text
+(no first visible token). Requests whose reasoning count is unknown are counted as such,
+never as adherent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+EXAMPLES = 5
+
+
+def budget_summary(requests: pa.Table, budget: int | None, field: str | None = None
+                   ) -> dict[str, Any] | None:
+    """The adherence block for ``budget`` (None when no budget was set)."""
+    if budget is None:
+        return None
+    rows = [r for r in requests.select(
+        ["request_id", "status", "reasoning_tokens", "thinking_truncated", "first_visible_s"]
+    ).to_pylist() if r["status"] == "ok"]
+    known = [r for r in rows if r["reasoning_tokens"] is not None]
+    over = [r for r in known if r["reasoning_tokens"] > budget]
+    excess = [r["reasoning_tokens"] - budget for r in over]
+    return {
+        "budget": budget,
+        "field": field,
+        "requests": len(rows),
+        "reasoning_unknown": len(rows) - len(known),
+        "violations": len(over),
+        "worst_excess": max(excess) if excess else (0 if known else None),
+        "violation_examples": [r["request_id"] for r in over[:EXAMPLES]],
+        "ended_in_thinking": sum(1 for r in rows if r["thinking_truncated"]),
+        "no_answer": sum(1 for r in rows if r["first_visible_s"] is None),
+    }

@@ -1,0 +1,114 @@
+"""Thinking budgets (issue 14 item 2): the field each engine gets, the CLI's errors, and
+budget adherence in summary.json against a fake server that honours or ignores a budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reasonperf.client.budget import budget_body, budget_info, effective_budget
+from reasonperf.config import load_run_spec
+from reasonperf.errors import UsageError
+from reasonperf.run import execute_run
+from tests.conftest import run_cli
+from tests.fake_server import FakeServer, Programme
+
+
+def _spec(engine: dict, **sampling):
+    return load_run_spec({"engine": engine, "sampling": {"max_tokens": 256, **sampling}})
+
+
+EXTERNAL = {"kind": "external", "url": "http://127.0.0.1:9/v1"}
+
+
+def test_each_engine_kind_gets_its_budget_field():
+    assert budget_body(_spec(EXTERNAL, thinking_budget=64)) == {"thinking_token_budget": 64}
+    assert budget_body(_spec(EXTERNAL, thinking_budget=64, budget_field="a.b")) == {
+        "a": {"b": 64}}
+    vllm = {"kind": "vllm", "reasoning_parser": "deepseek_r1"}
+    assert budget_body(_spec(vllm, thinking_budget=8)) == {"thinking_token_budget": 8}
+    sglang = {"kind": "sglang", "extra_args": ["--enable-strict-thinking"]}
+    assert budget_body(_spec(sglang, thinking_budget=8)) == {
+        "custom_params": {"thinking_budget": 8}}
+    assert budget_body(_spec(EXTERNAL, reasoning_effort="low")) == {"reasoning_effort": "low"}
+    assert budget_body(_spec(EXTERNAL)) == {}
+    assert budget_info(_spec(EXTERNAL)) is None
+
+
+@pytest.mark.parametrize("engine, sampling, words", [
+    ({"kind": "vllm"}, {"thinking_budget": 8}, "--reasoning-parser"),
+    ({"kind": "sglang"}, {"thinking_budget": 8}, "--enable-strict-thinking"),
+    ({"kind": "vllm", "reasoning_parser": "x"}, {"thinking_budget": 8, "budget_field": "f"},
+     "--budget-field"),
+    (EXTERNAL, {"budget_field": "f"}, "--thinking-budget"),
+    (EXTERNAL, {"answer_reserve": 256}, "--answer-reserve"),
+])
+def test_engines_without_a_budget_field_say_so(engine, sampling, words):
+    with pytest.raises(UsageError, match=words):
+        budget_info(_spec(engine, **sampling))
+
+
+def test_answer_reserve_caps_the_budget():
+    s = _spec(EXTERNAL, thinking_budget=200, answer_reserve=100).sampling
+    assert effective_budget(s) == 156  # max_tokens 256 - 100 beats 200
+    s = _spec(EXTERNAL, thinking_budget=50, answer_reserve=100).sampling
+    assert effective_budget(s) == 50
+    assert effective_budget(_spec(EXTERNAL, answer_reserve=56).sampling) == 200
+
+
+def _run(tmp_path: Path, url: str, **sampling):
+    spec = load_run_spec({
+        "name": "budget", "out": str(tmp_path),
+        "engine": {"kind": "external", "url": url, "model": "fake-model"},
+        "workload": {"name": "procedural", "limit": 4},
+        "arrival": {"name": "batch", "batch_size": 4},
+        "sampling": {"max_tokens": 100, **sampling}, "grade": False,
+    })
+    return execute_run(spec)
+
+
+def test_a_budget_the_server_honours_has_no_violation(tmp_path):
+    prog = Programme(reasoning_tokens=30, answer_tokens=5, budget_field="thinking_token_budget")
+    with FakeServer(prog) as srv:
+        res = _run(tmp_path, srv.base_url, thinking_budget=10)
+    b = res.summary["budget"]
+    assert (b["budget"], b["field"], b["requests"]) == (10, "thinking_token_budget", 4)
+    assert (b["violations"], b["worst_excess"], b["ended_in_thinking"], b["no_answer"]) == (
+        0, 0, 0, 0)
+
+
+def test_a_budget_the_server_ignores_shows_the_violations(tmp_path):
+    prog = Programme(reasoning_tokens=30, answer_tokens=5)  # no budget field honoured
+    with FakeServer(prog) as srv:
+        res = _run(tmp_path, srv.base_url, thinking_budget=10, budget_field="thinking_budget")
+    b = res.summary["budget"]
+    assert (b["violations"], b["worst_excess"]) == (4, 20)
+    assert len(b["violation_examples"]) == 4
+
+
+def test_a_budget_that_eats_max_tokens_leaves_no_answer(tmp_path):
+    prog = Programme(reasoning_tokens=30, answer_tokens=5)
+    with FakeServer(prog) as srv:
+        res = _run(tmp_path, srv.base_url, thinking_budget=40, max_tokens=20)
+    b = res.summary["budget"]
+    assert (b["ended_in_thinking"], b["no_answer"], b["violations"]) == (4, 4, 0)
+
+
+def test_no_budget_no_block(tmp_path):
+    with FakeServer(Programme(reasoning_tokens=3, answer_tokens=2)) as srv:
+        res = _run(tmp_path, srv.base_url)
+    assert res.summary["budget"] is None
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path):
+    r = run_cli("run", "--engine", "sglang", "--thinking-budget", "5", "--out", str(tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "--enable-strict-thinking" in r.stderr
+    r = run_cli("run", "--endpoint", "http://127.0.0.1:9/v1", "--reasoning-effort", "huge",
+                "--out", str(tmp_path))
+    assert r.returncode == 2 and "reasoning_effort" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("run", "--endpoint", "http://127.0.0.1:9/v1", "--thinking-budget", "5",
+                "--api", "completions", "--reasoning-effort", "low", "--out", str(tmp_path))
+    assert r.returncode == 2 and "--reasoning-effort" in r.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
