@@ -112,3 +112,71 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
                 "--api", "completions", "--reasoning-effort", "low", "--out", str(tmp_path))
     assert r.returncode == 2 and "--reasoning-effort" in r.stderr
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+# ------------------------------------------------------------- thinking-budget curves
+
+def _tb_run(budget: int, n_correct: int, ttfvt: float, tokens: int, violations: int = 0):
+    from tests.test_analysis_data import make_run, request
+
+    rows = [request(i, e2e=2 * ttfvt, ttfvt=ttfvt, correct=i < n_correct,
+                    completion_tokens=tokens) for i in range(10)]
+    spec = {"name": f"tb{budget}", "sampling": {"max_tokens": 512, "thinking_budget": budget},
+            "arrival": {"name": "batch"}}
+    run = make_run(rows, spec=spec, name=f"tb{budget}")
+    run.summary = {"budget": {"violations": violations, "worst_excess": 3 * violations,
+                              "no_answer": 0}}
+    return run
+
+
+def test_a_thinking_budget_sweep_is_keyed_by_the_budget_with_its_pareto_front():
+    from reasonperf.analysis.budget import analyze_budget
+
+    runs = [_tb_run(256, 6, 3.0, 200), _tb_run(64, 3, 1.0, 80, violations=2),
+            _tb_run(128, 3, 2.0, 150),  # dominated by 64: same accuracy, slower, dearer
+            _tb_run(512, 6, 4.0, 300)]  # dominated by 256
+    result = analyze_budget(runs)  # max_tokens is the same everywhere: not skipped
+    assert result.skipped is None and result.numbers["axis"] == "thinking_budget"
+    (curve,) = result.numbers["curves"].values()
+    assert [p["thinking_budget"] for p in curve] == [64, 128, 256, 512]
+    assert [p["accuracy"] for p in curve] == pytest.approx([0.3, 0.3, 0.6, 0.6])
+    assert [p["ttfvt_p50"] for p in curve] == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    assert [p["tokens_per_correct"] for p in curve] == pytest.approx(
+        [800 / 3, 1500 / 3, 2000 / 6, 3000 / 6])
+    assert [p["pareto"] for p in curve] == [True, False, True, False]
+    assert list(result.numbers["pareto"].values()) == [[64, 256]]
+    assert "Pareto" in result.tables[0].columns
+    assert any("overran the budget in 1 of 4" in f for f in result.findings)
+
+
+def test_ungraded_runs_have_no_pareto_verdict():
+    from reasonperf.analysis.thinking_budget import mark_pareto
+
+    pts = [{"accuracy": None, "ttfvt_p50": 1.0, "tokens_per_correct": None},
+           {"accuracy": 0.5, "ttfvt_p50": 1.0, "tokens_per_correct": 10.0}]
+    mark_pareto(pts)
+    assert [p["pareto"] for p in pts] == [None, True]
+
+
+def test_thinking_budget_is_a_study_axis():
+    from reasonperf.study.spec import resolve_path
+
+    assert resolve_path("thinking_budget") == "sampling.thinking_budget"
+    assert resolve_path("answer_reserve") == "sampling.answer_reserve"
+
+
+def test_the_servers_reasoning_count_is_judged_and_the_clients_kept_beside():
+    from reasonperf.metrics.budget import budget_summary
+    from tests.test_analysis_data import request, requests_table
+
+    # vLLM + deepseek_r1 as measured: the server counts 5, the client 6 (the <think> it
+    # generated); a third request has no server count and is judged on the client's
+    rows = [request(0, reasoning_tokens=6, usage_reasoning_tokens=5),
+            request(1, reasoning_tokens=9, usage_reasoning_tokens=8),
+            request(2, reasoning_tokens=7),
+            request(3, reasoning_tokens=None, status="ok")]
+    b = budget_summary(requests_table(rows), 5)
+    assert b["count_source"] == {"server": 2, "client": 1}
+    assert (b["violations"], b["worst_excess"], b["client_violations"]) == (2, 3, 3)
+    assert b["violation_examples"] == ["req-1", "req-2"]
+    assert b["reasoning_unknown"] == 1
