@@ -21,6 +21,8 @@ from reasonperf.cli_doctor import engine_check as engine_check_command
 from reasonperf.cli_findings import findings as findings_command
 from reasonperf.cli_sim import register as register_sim_commands
 from reasonperf.cli_study import study as study_command
+from reasonperf.cli_workload import fit as workload_fit_command
+from reasonperf.cli_workload import workload_app
 from reasonperf.errors import UsageError
 
 app = typer.Typer(
@@ -59,6 +61,8 @@ def _guard(fn: F) -> F:
 app.command("findings")(_guard(findings_command))
 app.command("doctor")(_guard(doctor_command))
 engine_app.command("check")(_guard(engine_check_command))
+app.add_typer(workload_app, name="workload")
+workload_app.command("fit")(_guard(workload_fit_command))
 
 
 def _not(value: bool) -> bool:

@@ -17,6 +17,7 @@ from reasonperf.metrics.summary import summarize
 from reasonperf.metrics.truth import truth_summary
 from reasonperf.records import REQUEST_SCHEMA
 from reasonperf.store import RUN_JSON, RunStore
+from reasonperf.workload.replay import is_replay, replay_summary, replay_warning
 
 SUMMARY_JSON = "summary.json"
 
@@ -57,6 +58,11 @@ def compute_summary(
     summary["accuracy"] = accuracy_summary(requests)
     budget = info.get("budget") or {}
     summary["budget"] = budget_summary(requests, budget.get("budget"), budget.get("field"))
+    replayed = is_replay(spec.get("workload", {}).get("name"))
+    summary["replay"] = replay_summary(requests) if replayed else None
+    replay_flag = replay_warning(summary["replay"]) if replayed else None
+    if replay_flag:
+        summary["warnings"].append(replay_flag)
     truth_flags = (summary["truth"] or {}).get("flags") or []
     summary["warnings"] = [*(info.get("warnings") or []), *summary["warnings"],
                            *(f"truth against the engine: {f}" for f in truth_flags)]
