@@ -180,3 +180,25 @@ def test_the_servers_reasoning_count_is_judged_and_the_clients_kept_beside():
     assert (b["violations"], b["worst_excess"], b["client_violations"]) == (2, 3, 3)
     assert b["violation_examples"] == ["req-1", "req-2"]
     assert b["reasoning_unknown"] == 1
+
+
+def test_the_run_prints_its_budget_adherence(tmp_path):
+    with FakeServer(Programme(itl_s=0.0, reasoning_tokens=30, answer_tokens=5)) as srv:
+        r = run_cli("run", "--endpoint", srv.base_url, "--model", "fake-model", "--limit", "2",
+                    "--no-grade", "--thinking-budget", "10", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "thinking budget 10 (thinking_token_budget): 2 of 2 over it (worst +20)" in " ".join(
+        r.stdout.split())
+
+
+def test_the_thinking_budget_study_expands_into_one_engine_group():
+    from reasonperf.study.expand import plan_study
+
+    path = Path(__file__).resolve().parents[1] / "studies" / "thinking-budget.yaml"
+    for profile in (None, "cpu"):
+        plan = plan_study(path, profile=profile)
+        budgets = [c.spec.sampling.thinking_budget for c in plan.cells]
+        assert budgets == ([256, 1024, 4096, 8192] if profile is None else [4, 16, 64])
+        assert len(plan.groups) == 1  # the budget is per request: one engine start
+        for cell in plan.cells:
+            assert budget_info(cell.spec)["field"] == "thinking_token_budget"
