@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from reasonperf.config import load_run_spec
+from reasonperf.errors import UsageError
 from reasonperf.run import execute_run
 from reasonperf.workload.lengths import fit_lengths
 from reasonperf.workload.replay import load_replay
@@ -139,3 +140,16 @@ def test_cli_fit_and_its_errors(tmp_path):
     r = run_cli("run", "--endpoint", "http://127.0.0.1:9/v1", "--workload",
                 f"replay:{tmp_path / 'missing.json'}", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not found" in r.stderr
+
+
+def test_the_lengths_file_is_pinned_for_resume(tmp_path, monkeypatch):
+    from reasonperf.resume import check_inputs, pin_inputs
+
+    (tmp_path / "l.json").write_bytes(orjson.dumps(fit_lengths([_synthetic_run()])))
+    monkeypatch.chdir(tmp_path)
+    spec, pinned = pin_inputs(load_run_spec({"workload": {"name": "replay:l.json"}}))
+    assert spec.workload.name == f"replay:{tmp_path / 'l.json'}"
+    assert pinned["workload.name"]["path"] == str(tmp_path / "l.json")
+    (tmp_path / "l.json").write_text("{}")
+    with pytest.raises(UsageError, match="changed since the run started"):
+        check_inputs({"inputs": pinned})
