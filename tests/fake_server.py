@@ -57,6 +57,11 @@ class Programme:
     retry_after: str | None = None  # Retry-After header value sent with http429 faults
     api_key: str | None = None  # require "Authorization: Bearer <api_key>", else 401
     json_answer: bool = False  # answer one application/json completion instead of a stream
+    # a body field (dotted) this server honours as a thinking budget: the reasoning stops
+    # at it; None: any budget field is ignored (a server that cannot honour one)
+    budget_field: str | None = None
+    # honour min_tokens / ignore_eos (forced lengths); False: stop at the natural end
+    forced_lengths: bool = True
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -278,8 +283,15 @@ class _Job:
         self.continuous = (prog.usage and bool(opts.get("continuous_usage_stats"))
                            and not prog.usage_on_last_chunk)
         self.n_reason = 0 if prog.variant == "none" else prog.reasoning_tokens
+        budget = _dotted(body, prog.budget_field) if prog.budget_field else None
+        if budget is not None:
+            self.n_reason = min(self.n_reason, int(budget))
         total = self.n_reason + prog.answer_tokens
         max_tokens = body.get("max_tokens")
+        if prog.forced_lengths:
+            if body.get("ignore_eos") and max_tokens is not None:
+                total = max(total, max_tokens)
+            total = max(total, int(body.get("min_tokens") or 0))
         self.n = min(total, max_tokens) if max_tokens is not None else total
         self.finish = "length" if self.n < total else "stop"
         text = body.get("prompt") or " ".join(m.get("content", "") for m in body["messages"])
@@ -450,6 +462,16 @@ class _MetricsCollector:
             c = CounterMetricFamily(name, name, labels=["model_name"])
             c.add_metric(labels, float(value))
             yield c
+
+
+def _dotted(body: dict[str, Any], path: str) -> Any:
+    """body["a"]["b"] for path "a.b"; None when any part is missing."""
+    value: Any = body
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
 
 
 def _sse(obj: dict[str, Any]) -> bytes:

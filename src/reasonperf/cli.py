@@ -23,6 +23,8 @@ from reasonperf.cli_scale import register as register_scale_commands
 from reasonperf.cli_scale import sharded_run
 from reasonperf.cli_sim import register as register_sim_commands
 from reasonperf.cli_study import study as study_command
+from reasonperf.cli_workload import fit as workload_fit_command
+from reasonperf.cli_workload import workload_app
 from reasonperf.errors import UsageError
 
 app = typer.Typer(
@@ -62,6 +64,8 @@ app.command("findings")(_guard(findings_command))
 app.command("doctor")(_guard(doctor_command))
 engine_app.command("check")(_guard(engine_check_command))
 register_scale_commands(app, _guard)  # selfcheck, merge (cli_scale.py)
+app.add_typer(workload_app, name="workload")
+workload_app.command("fit")(_guard(workload_fit_command))
 
 
 def _not(value: bool) -> bool:
@@ -104,6 +108,10 @@ RUN_FLAGS: dict[str, tuple[str | None, str, Callable[[Any], Any] | None]] = {
     "temperature": ("sampling", "temperature", None),
     "top_p": ("sampling", "top_p", None),
     "request_seeds": ("sampling", "request_seeds", None),
+    "thinking_budget": ("sampling", "thinking_budget", None),
+    "reasoning_effort": ("sampling", "reasoning_effort", None),
+    "answer_reserve": ("sampling", "answer_reserve", None),
+    "budget_field": ("sampling", "budget_field", None),
     "seed": (None, "seed", None),
     "timeout": (None, "timeout_s", None),
     "sample_interval": (None, "sample_interval_s", None),
@@ -213,6 +221,10 @@ def run(
     top_p: float = typer.Option(0.95),
     seed: int = typer.Option(0, help="Seed of arrivals, choice shuffles and procedural problems."),
     request_seeds: bool = typer.Option(False, "--request-seeds", help="Also send seed+index as each request's sampling seed."),
+    thinking_budget: int = typer.Option(None, help="Thinking-token budget, sent in the engine's own field (vLLM: thinking_token_budget)."),
+    reasoning_effort: str = typer.Option(None, help="low | medium | high: the chat API's reasoning_effort field."),
+    answer_reserve: int = typer.Option(None, help="Keep M of max_tokens for the answer: budget = min(thinking budget, max_tokens - M)."),
+    budget_field: str = typer.Option(None, help="External endpoint: the body field of the budget (default thinking_token_budget; dotted for nested)."),
     timeout: float = typer.Option(600.0, help="Per-request timeout (s)."),
     sample_interval: float = typer.Option(0.5, help="Engine /metrics sampling interval (s)."),
     slo: list[str] = typer.Option(None, help="SLO in seconds, e.g. ttfvt=30 (repeatable)."),

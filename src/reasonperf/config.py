@@ -54,6 +54,13 @@ class SamplingSpec(BaseModel):
     # vLLM CPU build (0.32) crashes its engine ("CPU Generator does not use offset") when
     # a seeded request is in a chunked prefill, which any loaded run produces.
     request_seeds: bool = False
+    # Thinking budget (issue 14): the engine's own budget field, sent per request; see
+    # client/budget.py for which field each engine kind gets.
+    thinking_budget: int | None = Field(default=None, ge=0)
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    # keep this many of max_tokens for the answer: budget = min(thinking_budget, max_tokens - M)
+    answer_reserve: int | None = Field(default=None, ge=1)
+    budget_field: str | None = None  # the body field of an external endpoint's budget
 
 
 class RunSpec(BaseModel):

@@ -51,6 +51,7 @@ class RequestPlan:
     seed: int | None = None
     scheduled_s: float | None = None  # absolute offset; None = decided by the runner (batch/closed loop)
     meta: dict[str, Any] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)  # per-request body fields (replay)
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from reasonperf.store import ResumeState
 from reasonperf.workload.arrivals import Arrival
 from reasonperf.workload.files import is_table_path
 
+REPLAY_PREFIX = "replay:"  # --workload replay:lengths.json names a file after the prefix
 # (section, field) of the spec that may name a local file.
 _INPUT_FIELDS = (("workload", "name"), ("workload", "data_file"),
                  ("workload", "prompt_template"), ("arrival", "trace_file"))
@@ -42,14 +43,18 @@ def pin_inputs(spec: RunSpec) -> tuple[RunSpec, dict[str, dict[str, str]]]:
         value = getattr(part, name)
         if not value:
             continue
-        if (section, name) == ("workload", "name") and not is_table_path(value):
+        prefix = ""
+        if (section, name) == ("workload", "name") and value.startswith(REPLAY_PREFIX):
+            prefix, value = REPLAY_PREFIX, value[len(REPLAY_PREFIX):]  # its lengths file
+        elif (section, name) == ("workload", "name") and not is_table_path(value):
             continue  # a registered workload, not a file
         path = Path(value).expanduser()
         if not path.is_file():
             continue  # the loader says what is wrong with it
         path = path.resolve()
         pinned[f"{section}.{name}"] = {"path": str(path), "sha256": file_sha256(path)}
-        spec = spec.model_copy(update={section: part.model_copy(update={name: str(path)})})
+        spec = spec.model_copy(update={section: part.model_copy(
+            update={name: prefix + str(path)})})
     return spec, pinned
 
 

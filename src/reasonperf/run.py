@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from reasonperf import __version__
+from reasonperf.client.budget import budget_body, budget_info
 from reasonperf.client.headroom import HeadroomMonitor, headroom_warning
 from reasonperf.client.health import EndpointHealth
 from reasonperf.client.openai import (
@@ -156,6 +157,7 @@ def _execute_run(
         store, info = None, None
         spec, inputs = pin_inputs(spec)
     redactor = Redactor.from_engine_specs([spec.engine])
+    budget = budget_info(spec)  # an engine without a budget field fails here
 
     problems = load_problems(spec)
     plans = build_plans(spec, problems)
@@ -204,6 +206,8 @@ def _execute_run(
         info["inputs"] = inputs
         offset = 0.0
     assert info is not None
+    if budget is not None:
+        info["budget"] = budget
     # A new run's clock starts at its anchor (building run.json reads package metadata,
     # milliseconds that would otherwise sit between the anchor and the clock's zero).
     clock = (RunClock(info["clock"]["perf_counter_ns"]) if resume is None
@@ -337,6 +341,7 @@ async def _drive(
         store_text=spec.store_text,
         tokenizer=tokenizer.count if tokenizer else None,
         prompt_opens_think=opens,
+        extra_body=budget_body(spec),
     )
     stop = asyncio.Event()
     gpu_env = engine_gpu_env(engine)  # NVML only for an engine we launched on this host

@@ -11,11 +11,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reasonperf.metrics.budget import budget_summary
 from reasonperf.metrics.server import server_summary
 from reasonperf.metrics.summary import summarize
 from reasonperf.metrics.truth import truth_summary
 from reasonperf.records import REQUEST_SCHEMA
 from reasonperf.store import RUN_JSON, RunStore
+from reasonperf.workload.replay import is_replay, replay_summary, replay_warning
 
 SUMMARY_JSON = "summary.json"
 
@@ -57,6 +59,13 @@ def compute_summary(
     summary["client"] = info.get("client")  # headroom self-check (client/headroom.py)
     if info.get("shards"):  # a merged sharded run: each shard's slice and clock offsets
         summary["shards"] = info["shards"]
+    budget = info.get("budget") or {}
+    summary["budget"] = budget_summary(requests, budget.get("budget"), budget.get("field"))
+    replayed = is_replay(spec.get("workload", {}).get("name"))
+    summary["replay"] = replay_summary(requests) if replayed else None
+    replay_flag = replay_warning(summary["replay"]) if replayed else None
+    if replay_flag:
+        summary["warnings"].append(replay_flag)
     truth_flags = (summary["truth"] or {}).get("flags") or []
     summary["warnings"] = [*(info.get("warnings") or []), *summary["warnings"],
                            *(f"truth against the engine: {f}" for f in truth_flags)]

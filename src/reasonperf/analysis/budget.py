@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from reasonperf.analysis import stats_util as su
+from reasonperf.analysis import thinking_budget as tb
 from reasonperf.analysis.base import ANALYSES, AnalysisResult, Figure, RunData, Series, Table
 from reasonperf.grading.stats import avg_at_n
 from reasonperf.metrics.request import request_metrics
@@ -63,11 +64,11 @@ def run_point(run: RunData) -> dict[str, Any]:
     }
 
 
-def curve_keys(runs: list[RunData]) -> list[str]:
+def curve_keys(runs: list[RunData], ignore: frozenset[str] = frozenset()) -> list[str]:
     """One label per run: the non-bookkeeping spec settings that differ across runs
-    (all runs with the same label form one curve)."""
-    flat = [{k: v for k, v in su.flatten(su.run_spec(r.info)).items() if k not in BOOKKEEPING}
-            for r in runs]
+    (all runs with the same label form one curve); ``ignore``: more keys that do not split."""
+    flat = [{k: v for k, v in su.flatten(su.run_spec(r.info)).items()
+             if k not in BOOKKEEPING and k not in ignore} for r in runs]
     keys = sorted({k for f in flat for k in f})
     differing = [k for k in keys
                  if len({orjson.dumps(f.get(k), option=orjson.OPT_SORT_KEYS) for f in flat}) > 1]
@@ -77,6 +78,9 @@ def curve_keys(runs: list[RunData]) -> list[str]:
 
 
 def analyze_budget(runs: list[RunData]) -> AnalysisResult:
+    if tb.differ_in_thinking_budget(runs):  # a thinking-budget sweep: curves keyed by it
+        points = [tb.run_point(r, run_point(r)) for r in runs]
+        return tb.analyze_thinking_budget(points, curve_keys(runs, tb.SPEC_KEYS))
     points = [run_point(r) for r in runs]
     labels = curve_keys(runs)
     usable = [(p, lab) for p, lab in zip(points, labels, strict=True)

@@ -152,6 +152,7 @@ def build_body(cfg: EndpointConfig, plan: RequestPlan) -> dict[str, Any]:
         if value is not None:
             body[key] = value
     body.update(cfg.extra_body)
+    body.update(plan.extra_body)
     return body
 
 

@@ -76,6 +76,24 @@ def render_metrics_doc() -> str:
         "`ratio`, `offset_s` and `in_band`. The ratio is "
         f"{OFFSET_WORDS}. A ratio outside [{BAND[0]}, {BAND[1]}] is flagged in `warnings`.",
         "",
+        "## Thinking budget",
+        "",
+        "With `--thinking-budget` (or `--answer-reserve`), summary.json has a `budget` "
+        "section (otherwise null): the `budget` sent and its `field`; over the ok requests, "
+        "`violations` (reasoning tokens above the budget; the server's own reasoning count "
+        "where it reports one, else the client's, see `count_source`), `worst_excess`, "
+        "`violation_examples`, `client_violations` (the client's count, which can hold a "
+        "generated `<think>` token), `ended_in_thinking` (cut while thinking) and "
+        "`no_answer` (no visible answer token).",
+        "",
+        "## Length replay",
+        "",
+        "A `--workload replay:lengths.json` run has a `replay` section (otherwise null): "
+        "`mismatches` (ok requests whose completion tokens differ from their forced target, "
+        "`max_tokens`), `short`, `completion_unknown`, `examples`, and "
+        "`prompt_tokens_error` (measured minus target prompt tokens: the chat template's "
+        "own tokens); mismatches are also a warning.",
+        "",
     ]
     return "\n".join(out)
 

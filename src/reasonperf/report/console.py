@@ -129,6 +129,18 @@ def render_summary(summary: dict[str, Any], console: Console, run_dir: str | Non
                        f" (offset {_ms(d['offset_s'])})")
         console.print(tr)
 
+    bud = summary.get("budget")
+    if bud:
+        console.print(
+            f"thinking budget {bud['budget']} ({bud['field']}): {bud['violations']} of "
+            f"{bud['requests']} over it (worst +{_f(bud['worst_excess'])}), "
+            f"{bud['ended_in_thinking']} ended in thinking, {bud['no_answer']} without an answer",
+            markup=False)
+    rep = summary.get("replay")
+    if rep:
+        err = rep.get("prompt_tokens_error") or {}
+        console.print(f"replay: {rep['mismatches']} of {rep['requests']} forced lengths missed; "
+                      f"prompt tokens {_f(err.get('mean'))} from target on average", markup=False)
     acc = summary.get("accuracy")
     if acc:
         a = acc["overall"]

@@ -14,14 +14,14 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from reasonperf.errors import UsageError
 from reasonperf.records import Problem
 from reasonperf.registry import Registry
-from reasonperf.workload import chat, procedural
+from reasonperf.workload import chat, procedural, replay
 from reasonperf.workload.files import cell_text, is_table_path, read_rows
 
 
@@ -82,6 +82,10 @@ def load_workload(
         seed=seed,
         options=dict(options or {}),
     )
+    kind, sep, arg = name_or_path.partition(":")
+    if sep and kind == replay.PREFIX and data_file is None:  # replay:lengths.json
+        ctx = replace(ctx, name=kind, data_file=arg)
+        name_or_path = kind
     if name_or_path in DATASETS:
         problems = DATASETS.get(name_or_path)(ctx)
     elif is_table_path(name_or_path) or Path(name_or_path).exists():
@@ -399,6 +403,17 @@ def load_chat(ctx: LoadContext) -> list[Problem]:
     _check_options(ctx, ("n",))
     n = _int_option(ctx, "n", ctx.limit or len(chat.PROMPTS))
     return chat.generate(n, ctx.seed)
+
+
+@DATASETS.register(replay.PREFIX)
+def load_replay(ctx: LoadContext) -> list[Problem]:
+    """``replay:lengths.json``: a fitted length distribution (workload/replay.py);
+    option ``n`` (default: as many requests as the fitted runs held)."""
+    if ctx.field_map:
+        raise UsageError(f"--field-map does not apply to workload {ctx.name!r}; drop it")
+    _check_options(ctx, ("n",))
+    n = _int_option(ctx, "n", 0) or None
+    return replay.load_replay(ctx.data_file, n, ctx.seed)
 
 
 # ----------------------------------------------------------------- any local table

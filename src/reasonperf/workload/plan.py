@@ -8,12 +8,14 @@ number of requests costs no memory.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Set
+from typing import Any
 
 from reasonperf.config import RunSpec
 from reasonperf.records import Problem, RequestPlan
 from reasonperf.workload.arrivals import Arrival, make_arrival
 from reasonperf.workload.datasets import load_workload
 from reasonperf.workload.prompts import build_messages
+from reasonperf.workload.replay import replay_request
 
 
 def load_problems(spec: RunSpec) -> list[Problem]:
@@ -93,6 +95,11 @@ class Plans:
             seed=self.spec.seed,
             template=w.prompt_template,
         )
+        max_tokens = s.max_tokens
+        extra_body: dict[str, Any] = {}
+        replayed = replay_request(problem)  # forced lengths: its own prompt and max_tokens
+        if replayed is not None:
+            messages, max_tokens, extra_body = replayed
         return RequestPlan(
             request_id=request_id(index),
             index=index,
@@ -104,11 +111,12 @@ class Plans:
             grader=problem.grader,
             difficulty=problem.difficulty,
             domain=problem.domain,
-            max_tokens=s.max_tokens,
+            max_tokens=max_tokens,
             temperature=s.temperature,
             top_p=s.top_p,
             seed=self.spec.seed + index if s.request_seeds else None,
             meta={**problem.meta, **meta},
+            extra_body=extra_body,
         )
 
 
