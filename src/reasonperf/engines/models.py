@@ -268,7 +268,11 @@ def build_tokenizer() -> Any:
     return tok
 
 
-def _write_tokenizer(tok: Any, out: Path, chat_template: str = CHAT_TEMPLATE) -> None:
+def write_tokenizer_files(tok: Any, out: Path, chat_template: str = CHAT_TEMPLATE,
+                          max_len: int = 8192) -> None:
+    """tokenizer.json, tokenizer_config.json (with the chat template) and
+    special_tokens_map.json: what transformers and vLLM load. Shared by the test models and
+    the trained thinker/instruct models (same special tokens)."""
     tok.save(str(out / "tokenizer.json"))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -279,12 +283,12 @@ def _write_tokenizer(tok: Any, out: Path, chat_template: str = CHAT_TEMPLATE) ->
         "add_bos_token": False,
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
-        "model_max_length": 8192,
+        "model_max_length": max_len,
         "chat_template": chat_template,
     }
-    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     special = {"bos_token": BOS, "eos_token": EOS, "unk_token": UNK, "pad_token": BOS}
-    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
 
 
 class _LlamaSizes(TypedDict):
@@ -325,7 +329,7 @@ def _save_model(model: Any, tok: Any, out: Path, chat_template: str = CHAT_TEMPL
         pad_token_id=tok.token_to_id(BOS),
     )
     model.to(torch.bfloat16).save_pretrained(out)
-    _write_tokenizer(tok, out, chat_template)
+    write_tokenizer_files(tok, out, chat_template)
 
 
 def _build_tiny_random(out: Path) -> None:

@@ -10,7 +10,6 @@ vLLM's deepseek_r1 reasoning parser.
 
 from __future__ import annotations
 
-import json
 import string
 from collections.abc import Iterable
 from pathlib import Path
@@ -74,19 +73,6 @@ def build_tokenizer(corpus: Iterable[str]) -> Any:
 
 def write_tokenizer(tok: Any, out: Path, thinker: bool, max_len: int) -> None:
     """tokenizer.json, tokenizer_config.json (with the chat template), special_tokens_map."""
-    tok.save(str(out / "tokenizer.json"))
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": BOS,
-        "eos_token": EOS,
-        "unk_token": UNK,
-        "pad_token": BOS,
-        "add_bos_token": False,
-        "add_eos_token": False,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": max_len,
-        "chat_template": THINKER_TEMPLATE if thinker else INSTRUCT_TEMPLATE,
-    }
-    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    special = {"bos_token": BOS, "eos_token": EOS, "unk_token": UNK, "pad_token": BOS}
-    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+    from reasonperf.engines.models import write_tokenizer_files
+
+    write_tokenizer_files(tok, out, THINKER_TEMPLATE if thinker else INSTRUCT_TEMPLATE, max_len)
