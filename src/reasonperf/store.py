@@ -352,22 +352,48 @@ class RunStore:
 
     def table(self, name: str) -> pa.Table:
         """requests / chunks / timeline as Arrow; folds the logs first if Parquet is stale."""
+        self.parquet_file(name)  # folds first when stale
+        return pq.read_table(self.dir / f"{name}.parquet")
+
+    def parquet_file(self, name: str) -> pq.ParquetFile:
+        """requests / chunks / timeline as a Parquet file to read in batches (a big run
+        need not fit in memory); folds the logs first if Parquet is stale."""
         path = self.dir / f"{name}.parquet"
         log = self.dir / f"{name}.jsonl"
         if not path.exists() or (log.exists() and log.stat().st_mtime > path.stat().st_mtime):
             self.fold()
-        return pq.read_table(path)
+        return pq.ParquetFile(path)
 
-    def update_requests(self, table: pa.Table) -> None:
+    def update_requests(self, tables: pa.Table | Iterable[pa.Table]) -> None:
         """Rewrite requests.parquet with new columns (grading). The log is rewritten too so
-        that a later fold keeps them; the earlier attempts stay in it, before the rows."""
+        that a later fold keeps them; the earlier attempts stay in it, before the rows.
+
+        ``tables``: the whole table, or its parts in order (grading a big run streams them:
+        neither the run's rows nor its log are ever held whole)."""
         self.close()
-        for col in REQUEST_SCHEMA:  # a run stored before a column existed (e.g. attempt)
-            if col.name not in table.column_names:
-                table = table.append_column(col.name, pa.nulls(len(table), col.type))
-        table = table.select(REQUEST_SCHEMA.names).cast(REQUEST_SCHEMA)
-        rows = self.earlier_attempts() + table.to_pylist()
-        tmp = self.dir / "requests.jsonl.tmp"
-        tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-        os.replace(tmp, self.dir / "requests.jsonl")
-        pq.write_table(table, self.dir / "requests.parquet")
+        parts = [tables] if isinstance(tables, pa.Table) else tables
+        log, parquet = self.dir / "requests.jsonl", self.dir / "requests.parquet"
+        last = _last_line_per_id(log)
+        tmp_log, tmp_parquet = log.with_suffix(".jsonl.tmp"), parquet.with_suffix(".parquet.tmp")
+        with tmp_log.open("wb") as fh, pq.ParquetWriter(tmp_parquet, REQUEST_SCHEMA) as writer:
+            earlier = (row for lineno, row in _log_lines(log)
+                       if last.get(row["request_id"]) != lineno)
+            for batch in _batches(earlier):
+                fh.write(b"".join(orjson.dumps(r) + b"\n" for r in batch))
+            for table in parts:
+                table = _full_schema(table)
+                writer.write_table(table)
+                for start in range(0, table.num_rows, 4096):
+                    rows = table.slice(start, 4096).to_pylist()
+                    fh.write(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+        os.replace(tmp_log, log)
+        os.replace(tmp_parquet, parquet)
+
+
+def _full_schema(table: pa.Table) -> pa.Table:
+    """``table`` with every REQUEST_SCHEMA column, in order (a run stored before a column
+    existed, e.g. attempt, gets it as nulls)."""
+    for col in REQUEST_SCHEMA:
+        if col.name not in table.column_names:
+            table = table.append_column(col.name, pa.nulls(len(table), col.type))
+    return table.select(REQUEST_SCHEMA.names).cast(REQUEST_SCHEMA)

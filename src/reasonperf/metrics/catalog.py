@@ -118,10 +118,12 @@ def truncated_flags(requests: pa.Table) -> np.ndarray:
     if len(todo):
         cols = [c for c in ("finish_reason", "answer_text", "reasoning_text")
                 if c in requests.column_names]
-        rows = requests.select(cols).take(pa.array(todo)).to_pylist()
-        for i, row in zip(todo, rows, strict=True):
-            if row.get("finish_reason") is not None:
-                out[i] = float(is_truncated(row))
+        for start in range(0, len(todo), 4096):  # a slice at a time, never the run
+            part = todo[start:start + 4096]
+            rows = requests.select(cols).take(pa.array(part)).to_pylist()
+            for i, row in zip(part, rows, strict=True):
+                if row.get("finish_reason") is not None:
+                    out[i] = float(is_truncated(row))
     return out
 
 
