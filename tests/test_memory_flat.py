@@ -117,3 +117,30 @@ def test_grading_in_batches_grades_like_one_batch(tmp_path, monkeypatch):
     assert [r["request_id"] for r in parts.earlier_attempts()] == ["r0"]  # history kept
     parts.fold()  # the rewritten log folds to the same graded table
     assert parts.table("requests").select(cols) == whole.table("requests").select(cols)
+
+
+def test_accuracy_from_compact_rows_is_the_accuracy_from_dicts():
+    import json
+
+    from reasonperf.grading import stats
+    from reasonperf.records import REQUEST_SCHEMA
+    from reasonperf.summary_io import accuracy_summary
+
+    rng = np.random.default_rng(4)
+    rows = [{"request_id": f"r{i}", "status": "ok", "dataset": rng.choice(["a", "b", None]),
+             "problem_id": f"p{int(rng.integers(0, 7))}",
+             "sample_index": None if i % 11 == 0 else int(rng.integers(0, 4)),
+             "difficulty": rng.choice(["1", "2", None]), "domain": "math",
+             "correct": rng.choice([True, False, None]),
+             "extracted_answer": rng.choice(["1", " 1", "2", None]),
+             "truncated": rng.choice([True, False, None]),
+             "completion_tokens": int(rng.integers(1, 900)),
+             "reasoning_tokens": None if i % 5 == 0 else int(rng.integers(0, 600))}
+            for i in range(400)]
+    table = pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
+    graded = [r for r in table.to_pylist() if r["correct"] is not None]
+    want = stats.summarize(graded)
+    want.update(tokens_per_correct=stats.tokens_per_correct(graded),
+                by_truncation=stats.accuracy_by_truncation(graded),
+                reasoning_tokens_by_correctness=stats.reasoning_tokens_by_correctness(graded))
+    assert json.dumps(accuracy_summary(table)) == json.dumps(want)  # same numbers, same order
