@@ -20,8 +20,8 @@ CHUNKS_PER_REQUEST = 10
 
 
 def write_run(run_dir: Path, n: int) -> None:
-    """requests.parquet, chunks.parquet and timeline.parquet of a run of ``n`` requests,
-    each with 10 one-token chunks (the layout fold writes: a request's chunks together)."""
+    """requests.parquet, chunks.parquet and timeline.parquet of a graded run of ``n``
+    requests (50 problems), each with 10 one-token chunks (the layout fold writes: a request's chunks together)."""
     from reasonperf.records import CHUNK_SCHEMA, REQUEST_SCHEMA, TIMELINE_SCHEMA
 
     rng = np.random.default_rng(0)
@@ -40,6 +40,10 @@ def write_run(run_dir: Path, n: int) -> None:
         usage_completion_tokens=pa.array(np.full(n, CHUNKS_PER_REQUEST)),
         chunk_tokens_sum=pa.array(np.full(n, CHUNKS_PER_REQUEST)),
         status=pa.array(np.where(ok, "ok", "error")),
+        dataset=pa.array(["synthetic"] * n), problem_id=pa.array([f"p{i % 50}" for i in range(n)]),
+        sample_index=pa.array(np.arange(n, dtype=np.int32) // 50),
+        correct=pa.array(np.where(ok, rng.random(n) > 0.5, None), pa.bool_()),
+        extracted_answer=pa.array([str(i % 7) for i in range(n)]),
         error_type=pa.array(np.where(ok, None, "http_5xx")),
     )
     pq.write_table(pa.table(cols, schema=REQUEST_SCHEMA), run_dir / "requests.parquet")
