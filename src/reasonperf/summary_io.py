@@ -127,9 +127,10 @@ def accuracy_summary(requests: pa.Table) -> dict[str, Any] | None:
     """avg@n with its standard error (over problems), pass@k, cons@n, overall and per
     difficulty / domain / dataset, plus the joins that put accuracy next to cost."""
     from reasonperf.grading import stats
-    from reasonperf.grading.compact_rows import stats_rows
+    from reasonperf.grading.compact_rows import STATS_COLUMNS, stats_rows
 
-    graded = requests.filter(pc.is_valid(requests.column("correct")))  # never lists all rows
+    cols = [c for c in STATS_COLUMNS if c in requests.column_names]  # copy only those
+    graded = requests.select(cols).filter(pc.is_valid(requests.column("correct")))
     rows: Any = stats_rows(graded)  # ten columns per row, not a dict of all of them
     if not rows:
         return None

@@ -56,7 +56,10 @@ DONE = Needs("done_s", "no end of stream")
 def _ok(requests: pa.Table) -> pa.Table:
     if requests.num_rows == 0:
         return requests
-    return requests.filter(pc.fill_null(pc.equal(requests.column("status"), "ok"), False))
+    ok = pc.fill_null(pc.equal(requests.column("status"), "ok"), False)
+    if pc.all(ok).as_py():  # no copy of a big table when every request ended ok
+        return requests
+    return requests.filter(ok)
 
 
 def slo_mask(metrics: dict[str, np.ndarray], slo: dict[str, float]) -> np.ndarray:

@@ -143,7 +143,7 @@ def summarize(
     slo = slo or {}
     ok_mask = np.asarray(pc.fill_null(pc.equal(requests.column("status"), "ok"), False)
                          .to_numpy(zero_copy_only=False), dtype=bool)  # no str per row
-    ok = requests.filter(pa.array(ok_mask))
+    ok = requests if ok_mask.all() else requests.filter(pa.array(ok_mask))  # no copy if all ok
     all_metrics = catalog.request_metrics(requests)
     # errored requests are left out of every percentile (and counted as left out)
     latency = {m.name: latency_block(np.where(ok_mask, all_metrics[m.name], np.nan), requests, m)
