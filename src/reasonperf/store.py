@@ -116,7 +116,7 @@ def _last_line_per_id(path: Path, keep: LastLines | None = None) -> LastLines:
     for lineno, row in _log_lines(path):
         ids.append(row["request_id"])
         lines.append(lineno)
-        if len(ids) >= 1 << 16:
+        if len(ids) >= 1 << 12:
             id_parts.append(pa.array(ids, pa.string()))
             line_parts.append(np.asarray(lines, dtype=np.int64))
             ids, lines = [], []
