@@ -2,9 +2,12 @@
 
 Runs ``reasonperf run`` (its own process) against the fake server (another process) for
 N tiny requests in a closed loop and samples the client's RSS every 0.25 s, split into
-the sending phase and the end of the run (fold to Parquet, summary). Prints the peak RSS
-of each phase, the RSS slope per 100,000 requests while sending (a linear fit after the
-first 10 % of requests), and the rate. Target: peak RSS < 500 MB at 1,000,000 requests.
+the phases of a run: sending, fold (logs to Parquet; ends when timeline.parquet, the
+fold's last file, is written), grading (ends when grading rewrites requests.parquet) and
+the summary (until the client exits). Prints the peak RSS of each phase, the RSS slope
+per 100,000 requests while sending (a linear fit after the first 10 % of requests), and
+the rate. Target: peak RSS < 500 MB at 1,000,000 requests; run it at two sizes and
+extrapolate each phase's peak linearly to 1M.
 
     .venv/bin/python bench/million_requests.py [--num-requests 1000000] [--concurrency 64]
 """
@@ -58,6 +61,21 @@ class LineCounter:
         return self.lines
 
 
+PHASES = ("fold", "grading", "summary")
+
+
+def _phase(run_dir: Path, previous: str) -> str:
+    """Which end-of-run phase the client is in, from the files it has written so far
+    (phases only move forward)."""
+    timeline, requests = run_dir / "timeline.parquet", run_dir / "requests.parquet"
+    try:
+        now = ("fold" if not timeline.exists() else
+               "grading" if requests.stat().st_mtime <= timeline.stat().st_mtime else "summary")
+    except FileNotFoundError:
+        now = "fold"
+    return max(now, previous, key=PHASES.index)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--num-requests", type=int, default=1_000_000)
@@ -70,7 +88,7 @@ def main() -> None:
     cmd = [sys.executable, "-m", "reasonperf", "run", "--endpoint", url, "--model", "fake-model",
            "--workload", "procedural", "--limit", "50", "--num-requests", str(n),
            "--arrival", "concurrency", "--concurrency", str(args.concurrency),
-           "--max-tokens", "4", "--continuous-usage", "off", "--no-text", "--no-grade",
+           "--max-tokens", "4", "--continuous-usage", "off", "--no-text",
            "--out", str(out), "--sample-interval", "5"]
     t0 = time.monotonic()
     client = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -78,7 +96,8 @@ def main() -> None:
     ps = psutil.Process(client.pid)
     counter = LineCounter()
     send: list[tuple[float, int, float]] = []  # (t, requests done, rss MB)
-    end: list[float] = []
+    end: dict[str, list[float]] = {p: [] for p in PHASES}
+    phase = PHASES[0]
     t_sent = None
     try:
         while client.poll() is None:
@@ -92,7 +111,9 @@ def main() -> None:
                 if done >= n:
                     t_sent = time.monotonic() - t0
             else:
-                end.append(rss)
+                assert counter.path is not None
+                phase = _phase(counter.path.parent, phase)
+                end[phase].append(rss)
             time.sleep(0.25)
         _, err = client.communicate()
     finally:
@@ -107,14 +128,15 @@ def main() -> None:
     warm = arr[arr[:, 1] >= 0.1 * n]
     slope = np.polyfit(warm[:, 1], warm[:, 2], 1)[0] * 100_000 if len(warm) > 2 else float("nan")
     peak_send = float(arr[:, 2].max())
-    peak_end = max(end) if end else float("nan")
     rate = n / t_sent if t_sent else float("nan")
     print(f"requests                 {n:,} (closed loop, concurrency {args.concurrency})")
     print(f"sending                  {t_sent or float('nan'):.1f} s ({rate:,.0f} req/s); run total {total:.1f} s")
     print(f"peak RSS while sending   {peak_send:,.0f} MB")
     print(f"RSS slope while sending  {slope:+,.1f} MB per 100,000 requests")
-    print(f"peak RSS fold + summary  {peak_end:,.0f} MB")
-    peak = max(peak_send, peak_end if end else 0.0)
+    for phase, samples in end.items():
+        peak_phase = f"{max(samples):,.0f} MB" if samples else "- (no sample: under 0.25 s)"
+        print(f"peak RSS {phase:<15} {peak_phase}")
+    peak = max([peak_send, *(max(v) for v in end.values() if v)])
     print(f"peak RSS                 {peak:,.0f} MB  ({'under' if peak < 500 else 'OVER'} 500 MB)")
     print(f"run directory            {out}")
 

@@ -32,8 +32,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from reasonperf.dirlock import LOCK_FILE, DirLock
@@ -92,19 +94,48 @@ def _log_lines(path: Path) -> Iterator[tuple[int, Any]]:
                 continue
 
 
-def _last_line_per_id(path: Path, keep: dict[str, int] | None = None) -> dict[str, int]:
-    """request_id -> the line number of its last row (only ids in ``keep`` when given)."""
-    last: dict[str, int] = {}
-    for lineno, row in _log_lines(path):
-        rid = row["request_id"]
-        if keep is None or rid in keep:
-            last[rid] = lineno
-    return last
+@dataclass(frozen=True)
+class LastLines:
+    """Which lines of a log hold the last row of their request_id: a bool per line number
+    and the ids, in Arrow (a million requests take megabytes, not a dict of a million
+    Python strings)."""
+
+    mask: np.ndarray
+    ids: pa.Array
+
+    def is_last(self, lineno: int) -> bool:
+        return lineno < len(self.mask) and bool(self.mask[lineno])
 
 
-def _kept(path: Path, last: dict[str, int]) -> Iterator[dict[str, Any]]:
+def _last_line_per_id(path: Path, keep: LastLines | None = None) -> LastLines:
+    """The line of each request_id's last row (only ids in ``keep`` when given)."""
+    id_parts: list[pa.Array] = []
+    line_parts: list[np.ndarray] = []
+    ids: list[str] = []
+    lines: list[int] = []
     for lineno, row in _log_lines(path):
-        if last.get(row["request_id"]) == lineno:
+        ids.append(row["request_id"])
+        lines.append(lineno)
+        if len(ids) >= 1 << 12:
+            id_parts.append(pa.array(ids, pa.string()))
+            line_parts.append(np.asarray(lines, dtype=np.int64))
+            ids, lines = [], []
+    id_parts.append(pa.array(ids, pa.string()))
+    line_parts.append(np.asarray(lines, dtype=np.int64))
+    table = pa.table({"id": pa.chunked_array(id_parts, pa.string()),
+                      "line": np.concatenate(line_parts)})
+    n_lines = int(table.column("line").to_numpy().max()) + 1 if table.num_rows else 0
+    if keep is not None:
+        table = table.filter(pc.is_in(table.column("id"), value_set=keep.ids))
+    last = table.group_by("id").aggregate([("line", "max")])
+    mask = np.zeros(n_lines, dtype=bool)
+    mask[last.column("line_max").to_numpy()] = True
+    return LastLines(mask, last.column("id").combine_chunks())
+
+
+def _kept(path: Path, last: LastLines) -> Iterator[dict[str, Any]]:
+    for lineno, row in _log_lines(path):
+        if last.is_last(lineno):
             yield row
 
 
@@ -335,11 +366,11 @@ class RunStore:
         tcols = {n: [r[i] for r in tl] for i, n in enumerate(TIMELINE_SCHEMA.names)}
         pq.write_table(pa.table(tcols, schema=TIMELINE_SCHEMA), self.dir / "timeline.parquet")
 
-    def _fold_attempts(self, last: dict[str, int]) -> None:
+    def _fold_attempts(self, last: LastLines) -> None:
         """The records a later attempt of the same request replaced -> attempts.parquet
         (written only when there are some), streamed like the requests."""
         earlier = (row for lineno, row in _log_lines(self.dir / "requests.jsonl")
-                   if last.get(row["request_id"]) != lineno)
+                   if not last.is_last(lineno))
         writer: pq.ParquetWriter | None = None
         try:
             for batch in _batches(earlier):
@@ -352,22 +383,48 @@ class RunStore:
 
     def table(self, name: str) -> pa.Table:
         """requests / chunks / timeline as Arrow; folds the logs first if Parquet is stale."""
+        self.parquet_file(name)  # folds first when stale
+        return pq.read_table(self.dir / f"{name}.parquet")
+
+    def parquet_file(self, name: str) -> pq.ParquetFile:
+        """requests / chunks / timeline as a Parquet file to read in batches (a big run
+        need not fit in memory); folds the logs first if Parquet is stale."""
         path = self.dir / f"{name}.parquet"
         log = self.dir / f"{name}.jsonl"
         if not path.exists() or (log.exists() and log.stat().st_mtime > path.stat().st_mtime):
             self.fold()
-        return pq.read_table(path)
+        return pq.ParquetFile(path)
 
-    def update_requests(self, table: pa.Table) -> None:
+    def update_requests(self, tables: pa.Table | Iterable[pa.Table]) -> None:
         """Rewrite requests.parquet with new columns (grading). The log is rewritten too so
-        that a later fold keeps them; the earlier attempts stay in it, before the rows."""
+        that a later fold keeps them; the earlier attempts stay in it, before the rows.
+
+        ``tables``: the whole table, or its parts in order (grading a big run streams them:
+        neither the run's rows nor its log are ever held whole)."""
         self.close()
-        for col in REQUEST_SCHEMA:  # a run stored before a column existed (e.g. attempt)
-            if col.name not in table.column_names:
-                table = table.append_column(col.name, pa.nulls(len(table), col.type))
-        table = table.select(REQUEST_SCHEMA.names).cast(REQUEST_SCHEMA)
-        rows = self.earlier_attempts() + table.to_pylist()
-        tmp = self.dir / "requests.jsonl.tmp"
-        tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-        os.replace(tmp, self.dir / "requests.jsonl")
-        pq.write_table(table, self.dir / "requests.parquet")
+        parts = [tables] if isinstance(tables, pa.Table) else tables
+        log, parquet = self.dir / "requests.jsonl", self.dir / "requests.parquet"
+        last = _last_line_per_id(log)
+        tmp_log, tmp_parquet = log.with_suffix(".jsonl.tmp"), parquet.with_suffix(".parquet.tmp")
+        with tmp_log.open("wb") as fh, pq.ParquetWriter(tmp_parquet, REQUEST_SCHEMA) as writer:
+            earlier = (row for lineno, row in _log_lines(log)
+                       if not last.is_last(lineno))
+            for batch in _batches(earlier):
+                fh.write(b"".join(orjson.dumps(r) + b"\n" for r in batch))
+            for table in parts:
+                table = _full_schema(table)
+                writer.write_table(table)
+                for start in range(0, table.num_rows, 4096):
+                    rows = table.slice(start, 4096).to_pylist()
+                    fh.write(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+        os.replace(tmp_log, log)
+        os.replace(tmp_parquet, parquet)
+
+
+def _full_schema(table: pa.Table) -> pa.Table:
+    """``table`` with every REQUEST_SCHEMA column, in order (a run stored before a column
+    existed, e.g. attempt, gets it as nulls)."""
+    for col in REQUEST_SCHEMA:
+        if col.name not in table.column_names:
+            table = table.append_column(col.name, pa.nulls(len(table), col.type))
+    return table.select(REQUEST_SCHEMA.names).cast(REQUEST_SCHEMA)

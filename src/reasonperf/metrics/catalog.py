@@ -56,7 +56,10 @@ DONE = Needs("done_s", "no end of stream")
 def _ok(requests: pa.Table) -> pa.Table:
     if requests.num_rows == 0:
         return requests
-    return requests.filter(pc.fill_null(pc.equal(requests.column("status"), "ok"), False))
+    ok = pc.fill_null(pc.equal(requests.column("status"), "ok"), False)
+    if pc.all(ok).as_py():  # no copy of a big table when every request ended ok
+        return requests
+    return requests.filter(ok)
 
 
 def slo_mask(metrics: dict[str, np.ndarray], slo: dict[str, float]) -> np.ndarray:
@@ -118,10 +121,12 @@ def truncated_flags(requests: pa.Table) -> np.ndarray:
     if len(todo):
         cols = [c for c in ("finish_reason", "answer_text", "reasoning_text")
                 if c in requests.column_names]
-        rows = requests.select(cols).take(pa.array(todo)).to_pylist()
-        for i, row in zip(todo, rows, strict=True):
-            if row.get("finish_reason") is not None:
-                out[i] = float(is_truncated(row))
+        for start in range(0, len(todo), 4096):  # a slice at a time, never the run
+            part = todo[start:start + 4096]
+            rows = requests.select(cols).take(pa.array(part)).to_pylist()
+            for i, row in zip(part, rows, strict=True):
+                if row.get("finish_reason") is not None:
+                    out[i] = float(is_truncated(row))
     return out
 
 

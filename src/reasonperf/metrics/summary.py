@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from reasonperf.metrics import catalog
+from reasonperf.metrics import catalog, itl_stream
 from reasonperf.metrics import throughput as tp
 from reasonperf.metrics.catalog import slo_mask
 from reasonperf.metrics.request import ERRORS, itl_stats, missing_reasons
 from reasonperf.metrics.token_check import token_check
 
 PERCENTILES = (50, 90, 95, 99)
+SLICE = 4096  # rows turned into Python objects at a time
 __all__ = ["describe", "slo_mask", "summarize", "token_check"]
 
 
@@ -48,9 +50,11 @@ def describe(values: np.ndarray) -> dict[str, float | int | None]:
 
 def _counts(table: pa.Table, col: str) -> dict[str, int]:
     out: dict[str, int] = {}
-    for v in table.column(col).to_pylist():
-        key = "none" if v is None else str(v)
-        out[key] = out.get(key, 0) + 1
+    column = table.column(col)
+    for start in range(0, len(column), SLICE):  # a slice at a time: never a list of the run
+        for v in column.slice(start, SLICE).to_pylist():
+            key = "none" if v is None else str(v)
+            out[key] = out.get(key, 0) + 1
     return out
 
 
@@ -77,20 +81,32 @@ def latency_block(values: np.ndarray, requests: pa.Table, metric: catalog.Metric
     return block
 
 
-def _itl_block(chunks: pa.Table, requests: pa.Table, ok_ids: pa.Array) -> dict[str, Any]:
-    """ITL over the ok requests whose every chunk has a count, with who qualified."""
-    ok_chunks = chunks.filter(pc.is_in(chunks.column("request_id"), ok_ids))
-    ok_ids_set = set(ok_ids.to_pylist())
-    values, info = itl_stats(ok_chunks)
+def _itl_block(chunks: pa.Table | pq.ParquetFile, requests: pa.Table, ok_ids: pa.Array
+               ) -> dict[str, Any]:
+    """ITL over the ok requests whose every chunk has a count, with who qualified.
+
+    Streamed in record batches (itl_stream) so a big run never holds its chunk table;
+    chunks that are not contiguous per request are measured whole, as before."""
+    cols = list(itl_stream.COLUMNS)
+    batches = (chunks.select(cols).to_batches() if isinstance(chunks, pa.Table)
+               else chunks.iter_batches(batch_size=1 << 16, columns=cols))
+    streamed = itl_stream.itl_stats_batches(batches, ok_ids)
+    if streamed is None:
+        whole = chunks if isinstance(chunks, pa.Table) else chunks.read(columns=cols)
+        ok_chunks = whole.filter(pc.is_in(whole.column("request_id"), ok_ids))
+        values, info = itl_stats(ok_chunks)
+        with_chunks = len(pc.unique(ok_chunks.column("request_id")))
+    else:
+        values, info, with_chunks = streamed
     block: dict[str, Any] = describe(values)
     excluded: dict[str, int] = {}
-    n_err = requests.num_rows - len(ok_ids_set)
+    n_ok = len(pc.unique(ok_ids))
+    n_err = requests.num_rows - n_ok
     if n_err:
         excluded[ERRORS] = n_err
     excluded.update(info["excluded"])
-    with_chunks = len(set(ok_chunks.column("request_id").to_pylist()))
-    if len(ok_ids_set) - with_chunks:
-        excluded["no chunk"] = len(ok_ids_set) - with_chunks
+    if n_ok - with_chunks:
+        excluded["no chunk"] = n_ok - with_chunks
     block.update(requests=requests.num_rows, requests_qualified=info["requests_qualified"],
                  excluded=excluded,
                  note=_note(info["requests_qualified"], requests.num_rows, excluded)
@@ -118,21 +134,23 @@ def rate_limited(requests: pa.Table) -> dict[str, Any]:
 
 def summarize(
     requests: pa.Table,
-    chunks: pa.Table | None = None,
+    chunks: pa.Table | pq.ParquetFile | None = None,
     slo: dict[str, float] | None = None,
     segments: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The client-side summary of one run (server, truth and accuracy sections are added
     by their own modules). ``segments``: run.json's, for per-segment windows."""
     slo = slo or {}
-    status = requests.column("status").to_numpy(zero_copy_only=False)
-    ok_mask = status == "ok"
-    ok = requests.filter(pa.array(ok_mask))
+    ok_mask = np.asarray(pc.fill_null(pc.equal(requests.column("status"), "ok"), False)
+                         .to_numpy(zero_copy_only=False), dtype=bool)  # no str per row
+    ok = requests if ok_mask.all() else requests.filter(pa.array(ok_mask))  # no copy if all ok
     all_metrics = catalog.request_metrics(requests)
     # errored requests are left out of every percentile (and counted as left out)
     latency = {m.name: latency_block(np.where(ok_mask, all_metrics[m.name], np.nan), requests, m)
                for m in catalog.REQUEST_METRICS}
-    if chunks is not None and chunks.num_rows:
+    n_chunks = chunks.num_rows if isinstance(chunks, pa.Table) else (
+        chunks.metadata.num_rows if chunks is not None else 0)
+    if n_chunks:
         ok_ids = ok.column("request_id").combine_chunks() if ok.num_rows else pa.array([], pa.string())
         latency["itl"] = _itl_block(chunks, requests, ok_ids)
 

@@ -81,7 +81,8 @@ def truth_summary(requests: pa.Table, timeline: pa.Table | None, probe_requests:
     def delta(metric: str) -> float | None:
         return counter_increase(engine_series(timeline, metric))
 
-    ok = requests.filter(pc.fill_null(pc.equal(requests.column("status"), "ok"), False))
+    ok_mask = pc.fill_null(pc.equal(requests.column("status"), "ok"), False)
+    ok = requests if pc.all(ok_mask).as_py() else requests.filter(ok_mask)  # copy only if needed
     comp = rq.col(ok, "completion_tokens")
     known = np.isfinite(comp)
     client_tokens = int(comp[known].sum()) if known.any() else None
