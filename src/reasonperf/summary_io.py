@@ -41,9 +41,8 @@ def write_summary(store: RunStore, *, grade: bool = False) -> dict[str, Any]:
 # request columns no section of the summary reads: left on disk, so a run of a million
 # requests does not hold them (any column not named here is read)
 UNUSED_COLUMNS = frozenset({
-    "run_id", "pool_wait_s", "think_open", "thinking_truncated", "error", "http_status",
-    "max_tokens", "temperature", "top_p", "seed", "gold", "grader", "extraction_method",
-    "attempt"})
+    "run_id", "pool_wait_s", "think_open", "error", "http_status",
+    "temperature", "top_p", "seed", "gold", "grader", "extraction_method", "attempt"})
 
 
 def _read_requests(store: RunStore) -> pa.Table:
