@@ -83,7 +83,9 @@ def test_scripted_reasoner_splits_reasoning_from_the_answer(tmp_path, vllm_tiny_
         assert r["reasoning_text"] and r["answer_text"]
         assert r["reasoning_tokens"] > 0 and r["answer_tokens"] > 0
         assert r["reasoning_tokens"] + r["answer_tokens"] == r["completion_tokens"]
-        assert r["first_visible_s"] > r["first_token_s"]  # TTFVT > TTFT: thinking came first
+        # thinking came first (one network read can carry both when a loaded CPU delays the
+        # stream: then they share a timestamp)
+        assert r["first_visible_s"] >= r["first_token_s"]
         assert r["reasoning_end_s"] <= r["first_visible_s"]  # equal when one read carried both
     lat = res.summary["latency"]
     assert lat["ttfvt"]["p50"] > lat["ttft"]["p50"]

@@ -109,8 +109,11 @@ def test_sigint_leaves_a_readable_run_and_resume_completes_it(tmp_path):
         args = [sys.executable, "-m", "reasonperf", "run", "--endpoint", srv.base_url,
                 "--model", "fake-model", "--limit", "40", "--arrival", "concurrency",
                 "--concurrency", "2", "--out", str(tmp_path), "--no-grade"]
+        # a shell's background job starts with SIGINT ignored, and Python then never turns it
+        # into KeyboardInterrupt: give the child the default disposition, as a terminal does
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "COLUMNS": "160"})
+                                env={**os.environ, "COLUMNS": "160"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         log = None
         while time.monotonic() < deadline:
