@@ -14,8 +14,9 @@ import pytest
 from reasonperf.errors import UsageError
 from reasonperf.workload import load_workload, parse_field_map
 from reasonperf.workload.chat import PROMPTS
+from tests.conftest import SHARED_DATASETS
 
-DATA = Path("/work/shared/datasets")
+DATA = SHARED_DATASETS  # ../shared/datasets beside the repository (team checkout and CI)
 NEED_FILE = (
     "dataset 'gsm8k' needs a local file: pass --data-file PATH (JSONL/CSV/Parquet with "
     "question/answer columns) or pip install datasets with hub access"
