@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from reasonperf.metrics.request import NO_CHUNK_COUNT, NO_TIMED_GAP, ItlInfo, _add
+from reasonperf.metrics.request import NO_CHUNK_COUNT, NO_TIMED_GAP, ItlInfo, _add, token_gaps
 
 COLUMNS = ("request_id", "t_s", "n_tokens")
 
@@ -49,27 +49,13 @@ class _Acc:
             return False
         self.seen[uniq] = True
         self.with_chunks += len(uniq)
-        # from here on the same steps as request.itl_stats
-        uncounted = np.bincount(inverse, weights=np.isnan(n), minlength=len(uniq)) > 0
-        keep = ~uncounted[inverse] & (n > 0) & np.isfinite(t)
-        g, t, n = inverse[keep], t[keep], n[keep]
-        order = np.lexsort((t, g))
-        g, t, n = g[order], t[order], n[order]
-        new = np.ones(len(g), dtype=bool)
-        new[1:] = (g[1:] != g[:-1]) | (t[1:] != t[:-1])
-        starts = np.flatnonzero(new)
-        g, t = g[starts], t[starts]
-        n = np.add.reduceat(n, starts) if len(starts) else n[:0]
-        same = g[1:] == g[:-1]
-        gaps, n_next = np.diff(t)[same], n[1:][same].astype(np.int64)
-        has_gap = np.zeros(len(uniq), dtype=bool)
-        has_gap[g[1:][same]] = True
+        gaps, n_next, gap_of, uncounted, has_gap = token_gaps(inverse, len(uniq), t, n)
         self.uncounted += int(uncounted.sum())
         self.no_gap += int((~uncounted & ~has_gap).sum())
         self.qualified += int(has_gap.sum())
         if len(gaps):
             self.values.append(np.repeat(gaps / n_next, n_next))
-            self.ranks.append(np.repeat(uniq[g[1:][same]].astype(np.int32), n_next))
+            self.ranks.append(np.repeat(uniq[gap_of].astype(np.int32), n_next))
         return True
 
     def result(self) -> tuple[np.ndarray, ItlInfo]:

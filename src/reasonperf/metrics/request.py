@@ -143,21 +143,7 @@ def itl_stats(chunks: pa.Table) -> tuple[np.ndarray, ItlInfo]:
     t = col(chunks, "t_s")
     n = col(chunks, "n_tokens")
     uniq, inverse = np.unique(rid, return_inverse=True)
-    uncounted = np.bincount(inverse, weights=np.isnan(n), minlength=len(uniq)) > 0
-    keep = ~uncounted[inverse] & (n > 0) & np.isfinite(t)
-    g, t, n = inverse[keep], t[keep], n[keep]
-    # merge same (request, timestamp) events, summing their tokens
-    order = np.lexsort((t, g))
-    g, t, n = g[order], t[order], n[order]
-    new = np.ones(len(g), dtype=bool)
-    new[1:] = (g[1:] != g[:-1]) | (t[1:] != t[:-1])
-    starts = np.flatnonzero(new)
-    g, t = g[starts], t[starts]
-    n = np.add.reduceat(n, starts) if len(starts) else n[:0]
-    same = g[1:] == g[:-1]
-    gaps, n_next = np.diff(t)[same], n[1:][same].astype(np.int64)
-    has_gap = np.zeros(len(uniq), dtype=bool)
-    has_gap[g[1:][same]] = True
+    gaps, n_next, _gap_of, uncounted, has_gap = token_gaps(inverse, len(uniq), t, n)
     excluded: dict[str, int] = {}
     _add(excluded, NO_CHUNK_COUNT, int(uncounted.sum()))
     _add(excluded, NO_TIMED_GAP, int((~uncounted & ~has_gap).sum()))
@@ -171,3 +157,27 @@ def itl_values(chunks: pa.Table) -> np.ndarray:
     """The ITL values of ``itl_stats`` alone."""
     return itl_stats(chunks)[0]
 
+
+def token_gaps(inverse: np.ndarray, n_requests: int, t: np.ndarray, n: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The gaps between a request's token events, ``inverse`` giving each event's request.
+
+    Requests with any uncounted chunk are left out; events of one request that share a
+    timestamp are merged (their tokens summed). Returns (gaps, tokens each gap ended with,
+    the request of each gap, uncounted per request, has-a-gap per request).
+    """
+    uncounted = np.bincount(inverse, weights=np.isnan(n), minlength=n_requests) > 0
+    keep = ~uncounted[inverse] & (n > 0) & np.isfinite(t)
+    g, t, n = inverse[keep], t[keep], n[keep]
+    order = np.lexsort((t, g))
+    g, t, n = g[order], t[order], n[order]
+    new = np.ones(len(g), dtype=bool)
+    new[1:] = (g[1:] != g[:-1]) | (t[1:] != t[:-1])
+    starts = np.flatnonzero(new)
+    g, t = g[starts], t[starts]
+    n = np.add.reduceat(n, starts) if len(starts) else n[:0]
+    same = g[1:] == g[:-1]
+    gaps, n_next = np.diff(t)[same], n[1:][same].astype(np.int64)
+    has_gap = np.zeros(n_requests, dtype=bool)
+    has_gap[g[1:][same]] = True
+    return gaps, n_next, g[1:][same], uncounted, has_gap
